@@ -1,0 +1,3 @@
+from vggnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,9 @@
+"""The data stage: dataset registry (`sources`), batched augmentation (`augment`), loaders (`loaders`)."""
+
+from vggnet.data.augment import Stats, compute_stats, convert_channels, normalize
+from vggnet.data.formats import load_image
+from vggnet.data.loaders import Loader, iter_raw, make_loader
+from vggnet.data.sources import Dataset, Split, get, names, register
+
+__all__ = ["Dataset", "Loader", "Split", "Stats", "compute_stats", "convert_channels", "get", "iter_raw",
+           "load_image", "make_loader", "names", "normalize", "register"]

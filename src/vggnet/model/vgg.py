@@ -1,0 +1,240 @@
+"""The one VGG module: features from Table 1, and a head chosen by option.
+
+Heads:
+- ``fc``: the paper's FC-4096, FC-4096, FC-N with dropout after the first two. As in
+  torchvision, the feature map is adaptively pooled to 7x7 first, so a 224 crop is
+  exactly the paper's net and torchvision weights load unchanged.
+- ``conv``: the same weights as a 7x7 conv and two 1x1 convs (paper 3.2, dense
+  evaluation): an input of at least 224 gives a class score map, spatially averaged.
+- ``gap``: global average pooling and one linear layer, the usual head for 28-32 px.
+
+State-dict keys follow torchvision (``features.N.*``, ``classifier.{0,3,6}.*``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from vggnet.errors import ConfigError
+from vggnet.model import init as init_lib
+from vggnet.model.architectures import CONFIGS, HEAD_INPUT, LRN, MIN_INPUT, resolve_name
+
+HEADS = ("fc", "conv", "gap")
+
+
+class AlexNetLRN(nn.Module):
+    """b = a / (k + alpha * sum_{window} a^2) ** beta, AlexNet's formula.
+
+    torch's LocalResponseNorm divides alpha by the window size, so it gets alpha * size.
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.lrn = nn.LocalResponseNorm(size, alpha=alpha * size, beta=beta, k=k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lrn(x)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def make_features(letter: str, *, batch_norm: bool, in_channels: int, width: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for item in CONFIGS[letter]:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        elif item == "L":
+            layers.append(AlexNetLRN(**LRN))
+        else:
+            out, kernel = (item, 3) if isinstance(item, int) else item
+            out = _scaled(out, width)
+            layers.append(nn.Conv2d(channels, out, kernel_size=kernel, padding=kernel // 2))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(nn.ReLU(inplace=True))
+            channels = out
+    return nn.Sequential(*layers)
+
+
+def make_classifier(head: str, in_features: int, hidden: int, num_classes: int, dropout: float) -> nn.Sequential:
+    if head == "gap":
+        return nn.Sequential(nn.Linear(in_features, num_classes))
+    if head == "fc":
+        first, second, third = (nn.Linear(in_features * 49, hidden), nn.Linear(hidden, hidden),
+                                nn.Linear(hidden, num_classes))
+    else:
+        first, second, third = (nn.Conv2d(in_features, hidden, 7), nn.Conv2d(hidden, hidden, 1),
+                                nn.Conv2d(hidden, num_classes, 1))
+    return nn.Sequential(first, nn.ReLU(inplace=True), nn.Dropout(dropout),
+                         second, nn.ReLU(inplace=True), nn.Dropout(dropout), third)
+
+
+class VGG(nn.Module):
+    """A VGG network. Build it with :func:`build_model`; ``config`` rebuilds it."""
+
+    def __init__(self, name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False,
+                 head: str = "fc", in_channels: int = 3, width: float = 1.0, dropout: float = 0.5):
+        super().__init__()
+        letter, bn_from_name = resolve_name(name)
+        batch_norm = batch_norm or bn_from_name
+        if head not in HEADS:
+            raise ConfigError(f"unknown head '{head}'; valid: {', '.join(HEADS)}")
+        for arg, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if not width > 0:
+            raise ConfigError(f"width must be > 0, got {width!r}")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.config: dict[str, Any] = {
+            "name": letter, "num_classes": num_classes, "batch_norm": batch_norm, "head": head,
+            "in_channels": in_channels, "width": width, "dropout": dropout,
+        }
+        self.features = make_features(letter, batch_norm=batch_norm, in_channels=in_channels, width=width)
+        self.num_features = _scaled(512, width)
+        self.hidden = _scaled(4096, width)
+        self.classifier = make_classifier(head, self.num_features, self.hidden, num_classes, dropout)
+
+    @property
+    def head(self) -> str:
+        return self.config["head"]
+
+    @property
+    def min_input_size(self) -> int:
+        return HEAD_INPUT if self.head == "conv" else MIN_INPUT
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4:
+            raise ConfigError(f"expected a batch of images [N, C, H, W], got shape {tuple(x.shape)}")
+        if x.shape[1] != self.config["in_channels"]:
+            raise ConfigError(f"model expects {self.config['in_channels']} input channels, got {x.shape[1]}; "
+                              f"convert the images or build the model with in_channels={x.shape[1]}")
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ConfigError(f"input {tuple(x.shape[-2:])} is too small for the '{self.head}' head: "
+                              f"minimum size is {self.min_input_size}x{self.min_input_size}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv stack: [N, C, H, W] -> [N, 512*width, H/32, W/32]."""
+        self._check_input(x)
+        return self.features(x)
+
+    def score_map(self, features: torch.Tensor) -> torch.Tensor:
+        """Conv head only: the class score map before spatial averaging (paper 3.2)."""
+        if self.head != "conv":
+            raise ConfigError("score_map needs the conv head; use vggnet.convert_head(model, 'conv')")
+        return self.classifier(features)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Features -> logits. ``pre_logits`` stops before the last layer (penultimate features)."""
+        head = self.head
+        if head == "gap":
+            x = torch.flatten(x.mean((2, 3)), 1)
+            return x if pre_logits else self.classifier(x)
+        if head == "fc":
+            x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 7), 1)
+        layers = self.classifier[:-1] if pre_logits else self.classifier
+        x = layers(x)
+        return x.mean((2, 3)) if head == "conv" else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_model(name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False, head: str = "fc",
+                in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
+                init: str | None = "kaiming", seed: int | None = None) -> VGG:
+    """Build a VGG by the paper's letter ("A", "A-LRN", "B", "C", "D", "E") or a torchvision
+    alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see vggnet.model.init)."""
+    model = VGG(name, num_classes=num_classes, batch_norm=batch_norm, head=head,
+                in_channels=in_channels, width=width, dropout=dropout)
+    if init is not None:
+        init_lib.initialise(model, init, seed=seed)
+    return model
+
+
+def from_config(config: dict[str, Any]) -> VGG:
+    """Rebuild a model (uninitialised) from ``model.config``."""
+    keys = ("name", "num_classes", "batch_norm", "head", "in_channels", "width", "dropout")
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise ConfigError(f"model config is missing {', '.join(missing)}")
+    name = config["name"]
+    return VGG(name, **{k: config[k] for k in keys[1:]})
+
+
+@torch.no_grad()
+def convert_head(model: VGG, head: str) -> VGG:
+    """Convert between the ``fc`` and ``conv`` heads in place, keeping the weights (paper 3.2:
+    FC1 becomes a 7x7 conv, FC2 and FC3 1x1 convs)."""
+    if head not in ("fc", "conv"):
+        raise ConfigError(f"convert_head converts between 'fc' and 'conv', not '{head}'")
+    if model.head == head:
+        return model
+    if model.head == "gap":
+        raise ConfigError("a 'gap' head has no fc/conv equivalent; build the model with head='fc'")
+    old = model.classifier
+    new = make_classifier(head, model.num_features, model.hidden, model.config["num_classes"],
+                          model.config["dropout"]).to(old[0].weight.device, old[0].weight.dtype)
+    for index in (0, 3, 6):
+        weight = old[index].weight
+        new[index].weight.copy_(weight.reshape(new[index].weight.shape))
+        new[index].bias.copy_(old[index].bias)
+    new.train(old.training)
+    model.classifier = new
+    model.config["head"] = head
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: VGG, image_size: int | tuple[int, int] = 224) -> int:
+    """Multiply-accumulates of one forward pass of one image (convs and linear layers)."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    macs = 0
+    hooks = []
+
+    def conv_hook(module: nn.Conv2d, _inp, out: torch.Tensor) -> None:
+        nonlocal macs
+        kh, kw = module.kernel_size
+        macs += out.shape[1] * out.shape[2] * out.shape[3] * kh * kw * module.in_channels // module.groups
+
+    def linear_hook(module: nn.Linear, _inp, out: torch.Tensor) -> None:
+        nonlocal macs
+        macs += module.in_features * module.out_features
+
+    with torch.device("meta"):
+        meta = from_config(model.config).eval()
+        x = torch.zeros(1, model.config["in_channels"], h, w)
+    for module in meta.modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_hook(linear_hook))
+    with torch.no_grad():
+        meta(x)
+    return int(macs)
+
+
+def flops_per_image(model: VGG, image_size: int = 224) -> float:
+    """Training FLOPs per image: 2 per MAC forward, x3 for forward+backward."""
+    return 6.0 * count_macs(model, image_size)
+
+
+def describe(model: VGG) -> str:
+    c = model.config
+    bn = "_bn" if c["batch_norm"] else ""
+    width = "" if math.isclose(c["width"], 1.0) else f" width={c['width']}"
+    return f"VGG-{c['name']}{bn} ({c['head']} head, {c['num_classes']} classes{width})"

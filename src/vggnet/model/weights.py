@@ -1,0 +1,161 @@
+"""Weights in and out: our safetensors format, torchvision state dicts, safe loading.
+
+Our files are safetensors with the model's config (and, from a run, its preprocessing and
+class names) in the metadata, so a file alone rebuilds its model. Nothing is ever
+unpickled without ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vggnet.errors import WeightsError
+from vggnet.model.vgg import VGG, convert_head, from_config
+
+META_KEY = "vggnet"
+
+
+def atomic_write(path: str | Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then move the file into place: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_weights(model: VGG, path: str | Path, **metadata: Any) -> Path:
+    """Write ``model`` to a safetensors file with its config (and any JSON-able metadata:
+    ``preprocessing``, ``classes``...) so :func:`load_weights` alone can rebuild it."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {META_KEY: json.dumps({"model": model.config, **metadata})}
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    return Path(path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The vggnet metadata of a safetensors file ({} if it has none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(META_KEY)
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from None
+    return json.loads(raw) if raw else {}
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file, or a torch .pt/.pth file loaded with weights_only=True."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} not found")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise WeightsError(
+            f"refused to load {path}: it is not a plain tensor file and would need unsafe unpickling "
+            f"({str(exc).splitlines()[0][:120]}); convert it to safetensors from a trusted environment") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def load_weights(path: str | Path, model: VGG | None = None, *, strict: bool = True) -> VGG:
+    """Load a vggnet safetensors file. Without ``model`` the file's metadata rebuilds it;
+    with one, a file of another config is an error naming both."""
+    meta = read_metadata(path) if Path(path).suffix == ".safetensors" else {}
+    state = load_state_dict(path)
+    if model is None:
+        if "model" not in meta:
+            raise WeightsError(f"{path} carries no vggnet config; pass the model to load into, "
+                               "or use vggnet.from_torchvision for torchvision files")
+        model = from_config(meta["model"])
+    elif "model" in meta:
+        _check_same(meta["model"], model.config, path)
+    _load_into(model, state, path, strict=strict)
+    model.metadata = meta  # preprocessing and classes travel with the weights
+    return model
+
+
+def _check_same(file_cfg: dict, model_cfg: dict, path: str | Path) -> None:
+    keys = ("name", "batch_norm", "num_classes", "in_channels", "width")
+    diff = [k for k in keys if file_cfg.get(k) != model_cfg.get(k)]
+    if diff:
+        describe = lambda c: ", ".join(f"{k}={c.get(k)}" for k in keys)  # noqa: E731
+        raise WeightsError(f"{path} holds weights for VGG ({describe(file_cfg)}) but the model is "
+                           f"VGG ({describe(model_cfg)}); build the matching model or omit it")
+    if file_cfg.get("head") != model_cfg.get("head"):
+        raise WeightsError(f"{path} has a '{file_cfg.get('head')}' head, the model a '{model_cfg.get('head')}' "
+                           "head; load into a matching model, then vggnet.convert_head")
+
+
+def _load_into(model: VGG, state: dict[str, torch.Tensor], path: Any, *, strict: bool) -> None:
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            if own[key].numel() == value.numel() and key.startswith("classifier."):
+                state[key] = value.reshape(own[key].shape)  # fc <-> conv head
+            else:
+                raise WeightsError(f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects "
+                                   f"{tuple(own[key].shape)}; the file is for another config")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise WeightsError(f"{path} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+TORCHVISION_CONVS = {8: "A", 10: "B", 13: "D", 16: "E"}
+
+
+def from_torchvision(state_dict: dict[str, torch.Tensor], *, head: str = "fc") -> VGG:
+    """Build the VGG matching a torchvision ``vgg11..vgg19[_bn]`` state dict and load it."""
+    conv_keys = [k for k, v in state_dict.items() if k.startswith("features.") and k.endswith(".weight")
+                 and v.ndim == 4]
+    letter = TORCHVISION_CONVS.get(len(conv_keys))
+    if letter is None or "classifier.6.weight" not in state_dict:
+        raise WeightsError("not a torchvision VGG state dict: expected 8, 10, 13 or 16 convs under "
+                           "'features.N' and 'classifier.6'")
+    batch_norm = any(k.endswith("running_mean") for k in state_dict)
+    first = state_dict["features.0.weight"]
+    model = VGG(letter, num_classes=state_dict["classifier.6.weight"].shape[0], batch_norm=batch_norm,
+                head="fc", in_channels=first.shape[1], width=first.shape[0] / 64)
+    _load_into(model, dict(state_dict), "torchvision state dict", strict=True)
+    return convert_head(model, head) if head != "fc" else model
+
+
+def to_torchvision(model: VGG) -> dict[str, torch.Tensor]:
+    """A state dict that torchvision's matching ``vggNN[_bn]`` loads (fc head layout)."""
+    letter = model.config["name"]
+    if letter not in TORCHVISION_CONVS.values():
+        raise WeightsError(f"torchvision has no VGG-{letter}; only A, B, D, E (vgg11/13/16/19)")
+    if model.head == "gap":
+        raise WeightsError("torchvision VGGs have the fc head; this model has 'gap'")
+    fc_shapes = {0: (model.hidden, -1), 3: (model.hidden, model.hidden), 6: (model.config["num_classes"], -1)}
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("classifier.") and key.endswith(".weight"):
+            value = value.reshape(fc_shapes[int(key.split(".")[1])])
+        out[key] = value.detach().clone()
+    return out
+

@@ -1,0 +1,242 @@
+"""The typed run configuration: one object from YAML + `--set` overrides to every stage.
+
+Every default is visible here, with the reason next to it. `load()` validates and
+suggests the nearest valid key for a typo; `dump()` writes the fully resolved config,
+which `load()` reads back unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from vggnet.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = "A"  # Table 1 letter or alias (vgg11, vgg16_bn, ...)
+    batch_norm: bool = True  # seed 001: BN is what makes deep VGGs train reliably
+    head: str = "gap"  # "fc" (paper), "conv" (dense evaluation), "gap" (small images)
+    init: str = "kaiming"  # "paper" | "std0.01" | "glorot" | "kaiming"
+    width: float = 1.0  # channel multiplier; 0.5 halves every layer
+    dropout: float = 0.5  # paper: 0.5 after FC1 and FC2
+    pre_initialise: str | None = None  # weights file of a trained A (paper 3.1)
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion-mnist"  # registry name (vggnet.data.sources)
+    dir: str | None = None  # where the files are; None searches the usual places
+    download: bool = True  # try to download when the files are not found
+    val_fraction: float = 0.1  # carved from train (seeded) when a set has no validation split
+    subset: int | None = None  # use only this many training images (quick studies)
+    image_size: int = 32  # crop fed to the net: 224 for ImageNet, 32 for 28-32 px sets (28 is padded)
+    scale: list[int] | None = None  # training scale S: [S] fixed, [Smin, Smax] jittered; None = no rescale
+    test_scale: int | None = None  # Q for centre-crop evaluation; None = S (or native size)
+    pad: int = 4  # pad-and-random-crop for small images (0 disables)
+    flip: bool = True  # random horizontal flip
+    colour_shift: float = 0.0  # AlexNet PCA colour shift alpha std (paper: 0.1)
+    normalize: str = "standardize"  # "mean" (paper: subtract mean RGB) | "standardize" | "none"
+    workers: int = 2  # DataLoader workers for image folders
+    train_per_class: int = 30  # caltech256: training images per class (paper protocol: 30 or 60)
+    clutter: bool = False  # caltech256: keep the 257th "clutter" class
+    num_classes: int = 10  # synthetic only
+    num_train: int = 512  # synthetic only
+    num_test: int = 128  # synthetic only
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps
+    batch_size: int = 128
+    optimizer: str = "sgd"  # "sgd" (paper) | "adam" (seed 002)
+    lr: float = 0.05
+    momentum: float = 0.9  # paper
+    weight_decay: float = 5e-4  # paper
+    nesterov: bool = True
+    schedule: str = "onecycle"  # "plateau" (paper) | "step" | "cosine" | "onecycle" | "constant"
+    warmup_epochs: float = 1.0  # onecycle/cosine warm-up
+    plateau_patience: int = 2  # epochs without val improvement before lr /= 10 (paper rule)
+    plateau_max_decreases: int = 3  # paper: 3 decreases
+    step_size: int = 30  # "step": epochs between /10
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None  # max global grad norm
+    early_stop_patience: int | None = None  # seed 001 used 10
+    amp: bool = True  # bf16 autocast (CPU and GPU)
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    checkpoint_minutes: float = 5.0  # also save last.pt this often within an epoch
+    on_nonfinite: str = "rollback"  # "rollback" (restore last good state, lr /= 10) | "stop"
+    health_every: int = 100  # steps between training-health samples (0 disables)
+    progress: bool = True  # progress bar
+
+
+@dataclass
+class EvalConfig:
+    protocols: list[str] = field(default_factory=lambda: ["centre"])
+    scales: list[int] | None = None  # Q values for multi-scale / multi-crop
+    batch_size: int = 256
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    deterministic: bool = False  # bit-exact reruns on CPU (slower kernels on GPU)
+    name: str | None = None  # run name; default derived from config
+    init_from: str | None = None  # start from these weights (e.g. S=384 from S=256)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """Coerce YAML scalars to the declared type, or raise ConfigError naming the key."""
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigError(f"{key} may not be null")
+    if "list" in text:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = int if "list[int]" in text else str
+        try:
+            return [inner(v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a list of {inner.__name__}, got {value!r}") from None
+    for typ in (bool, int, float, str):
+        if text.startswith(typ.__name__) or text == f"<class '{typ.__name__}'>":
+            if typ is bool and not isinstance(value, bool):
+                if str(value).lower() in ("true", "1", "yes"):
+                    return True
+                if str(value).lower() in ("false", "0", "no"):
+                    return False
+                raise ConfigError(f"{key} must be true or false, got {value!r}")
+            if typ in (int, float) and isinstance(value, bool):
+                raise ConfigError(f"{key} must be a number, got {value!r}")
+            try:
+                out = typ(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key} must be {typ.__name__}, got {value!r}") from None
+            if typ is int and isinstance(value, float) and value != int(value):
+                raise ConfigError(f"{key} must be a whole number, got {value!r}")
+            return out
+    return value
+
+
+def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    hints = get_type_hints(type(obj))
+    names = [f.name for f in fields(obj)]
+    for key, value in updates.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            valid = [f"{prefix}{n}" for n in names]
+            near = difflib.get_close_matches(full, valid, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
+            raise ConfigError(f"unknown config key '{full}'{hint}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"'{full}' is a section; give it keys, e.g. {full}.{fields(current)[0].name}=...")
+            _merge(current, value, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _check_type(value, hints[key], full))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b=c` -> {"a": {"b": c}} with c parsed as YAML (numbers, lists, null)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value (e.g. train.lr=0.05), got '{text}'")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check values that types alone do not catch."""
+    from vggnet.model.architectures import resolve_name
+
+    resolve_name(cfg.model.name)
+    choices = {
+        "model.head": (cfg.model.head, ("fc", "conv", "gap")),
+        "model.init": (cfg.model.init, ("paper", "std0.01", "glorot", "kaiming")),
+        "data.normalize": (cfg.data.normalize, ("mean", "standardize", "none")),
+        "train.optimizer": (cfg.train.optimizer, ("sgd", "adam")),
+        "train.schedule": (cfg.train.schedule, ("plateau", "step", "cosine", "onecycle", "constant")),
+        "train.on_nonfinite": (cfg.train.on_nonfinite, ("rollback", "stop")),
+    }
+    for key, (value, valid) in choices.items():
+        if value not in valid:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
+    positive = {
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "data.image_size": cfg.data.image_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be at least 1, got {value}")
+    if cfg.train.lr <= 0:
+        raise ConfigError(f"train.lr must be positive, got {cfg.train.lr}")
+    if cfg.model.width <= 0:
+        raise ConfigError(f"model.width must be positive, got {cfg.model.width}")
+    if not 0 <= cfg.model.dropout < 1:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    if not 0 <= cfg.data.val_fraction < 1:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if cfg.data.scale is not None and len(cfg.data.scale) not in (1, 2):
+        raise ConfigError(f"data.scale must be [S] or [Smin, Smax], got {cfg.data.scale}")
+    if cfg.data.scale and min(cfg.data.scale) < cfg.data.image_size:
+        raise ConfigError(f"data.scale {cfg.data.scale} is smaller than the crop data.image_size={cfg.data.image_size}")
+    if cfg.train.max_steps is not None and cfg.train.max_steps < 1:
+        raise ConfigError(f"train.max_steps must be at least 1, got {cfg.train.max_steps}")
+    return cfg
+
+
+def from_dict(data: dict[str, Any] | None) -> RunConfig:
+    cfg = RunConfig()
+    _merge(cfg, data or {})
+    return validate(cfg)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read a YAML recipe (or the defaults), apply `key=value` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; see configs/ for presets")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must be a YAML mapping of sections (model:, data:, train:, ...)")
+    cfg = RunConfig()
+    _merge(cfg, data)
+    for text in overrides:
+        _merge(cfg, parse_override(text))
+    return validate(cfg)
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

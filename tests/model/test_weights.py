@@ -1,0 +1,68 @@
+"""safetensors with config metadata; torchvision round trips; nothing unsafe is unpickled."""
+
+import os
+
+import pytest
+import torch
+import torchvision
+
+import vggnet
+from vggnet.errors import WeightsError
+from vggnet.model.weights import load_state_dict, read_metadata
+
+
+def test_safetensors_round_trip_rebuilds_the_model(tmp_path):
+    model = vggnet.build_model("C", num_classes=3, batch_norm=True, head="gap", width=0.125, in_channels=1).eval()
+    path = vggnet.save_weights(model, tmp_path / "m.safetensors", classes=["a", "b", "c"])
+    loaded = vggnet.load_weights(path).eval()
+    assert loaded.config == model.config
+    assert loaded.metadata["classes"] == ["a", "b", "c"]
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert read_metadata(path)["model"]["name"] == "C"
+
+
+def test_loading_into_another_config_names_both(tmp_path):
+    path = vggnet.save_weights(vggnet.build_model("A", num_classes=3, width=0.125), tmp_path / "a.safetensors")
+    with pytest.raises(WeightsError, match="name=A.*name=D"):
+        vggnet.load_weights(path, vggnet.build_model("D", num_classes=3, width=0.125))
+
+
+SLOW = pytest.mark.slow  # full-size torchvision models: ~5-10 s each on 2 cores
+
+
+@pytest.mark.parametrize("tv_name", ["vgg11", "vgg16_bn", *(pytest.param(n, marks=SLOW) for n in
+                                                           ("vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg19_bn"))])
+def test_torchvision_round_trip_same_logits(tv_name):
+    tv = getattr(torchvision.models, tv_name)(weights=None, num_classes=10).eval()
+    ours = vggnet.from_torchvision(tv.state_dict()).eval()
+    assert ours.config["batch_norm"] == tv_name.endswith("_bn")
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ref = tv(x)
+        assert (ours(x) - ref).abs().max() <= 1e-5
+        dense = vggnet.from_torchvision(tv.state_dict(), head="conv").eval()
+        assert (dense(x) - ref).abs().max() <= 1e-5
+    back = torchvision.models.get_model(tv_name, weights=None, num_classes=10).eval()
+    back.load_state_dict(vggnet.to_torchvision(dense))
+    with torch.no_grad():
+        assert (back(x) - ref).abs().max() <= 1e-5
+
+
+def test_to_torchvision_refuses_configs_it_lacks():
+    with pytest.raises(WeightsError, match="only A, B, D, E"):
+        vggnet.to_torchvision(vggnet.build_model("C", width=0.125))
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-pickle",))
+
+
+def test_crafted_pickle_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"features.0.weight": _Exploit()}, path)
+    with pytest.raises(WeightsError, match="refused"):
+        load_state_dict(path)
+    assert not (tmp_path / "pwned-by-pickle").exists()
