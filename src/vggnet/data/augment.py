@@ -213,24 +213,26 @@ def compute_stats(split, *, max_images: int = 10000, seed: int = 0) -> Stats:  #
     g = torch.Generator().manual_seed(seed)
     pick = torch.randperm(n, generator=g)[: min(n, max_images)]
     if split.images is not None:
-        pixels = [split.images[pick]]
+        chunks = (split.images[pick[i : i + 512]] for i in range(0, len(pick), 512))
     else:
+        from concurrent.futures import ThreadPoolExecutor
+
         from vggnet.data.folder import decode_thumbnail
 
-        pixels = [t for t in (decode_thumbnail(split.paths[i]) for i in pick.tolist()) if t is not None]
-        if not pixels:
-            raise ConfigError("no readable image among the sampled training files")
-    c = pixels[0].shape[-3]
-    s1 = torch.zeros(c, dtype=torch.float64)
-    s2 = torch.zeros(c, c, dtype=torch.float64)
+        pool = ThreadPoolExecutor(max_workers=4)  # PIL decodes outside the GIL
+        chunks = (t for t in pool.map(decode_thumbnail, [split.paths[i] for i in pick.tolist()]) if t is not None)
+    s1 = s2 = None
     count = 0
-    for chunk in pixels:
-        flat = chunk.reshape(-1, c, chunk.shape[-2] * chunk.shape[-1]) if chunk.dim() == 4 else chunk.reshape(1, c, -1)
-        for start in range(0, len(flat), 512):
-            x = flat[start : start + 512].double().div_(255).transpose(1, 2).reshape(-1, c)
-            s1 += x.sum(0)
-            s2 += x.T @ x
-            count += len(x)
+    for chunk in chunks:
+        c = chunk.shape[-3]
+        x = chunk.reshape(-1, c, chunk.shape[-2] * chunk.shape[-1]).double().div_(255).transpose(1, 2).reshape(-1, c)
+        s1 = x.sum(0) if s1 is None else s1 + x.sum(0)
+        s2 = x.T @ x if s2 is None else s2 + x.T @ x
+        count += len(x)
+    if split.images is None:
+        pool.shutdown()
+    if s1 is None:
+        raise ConfigError("no readable image among the sampled training files")
     mean = s1 / count
     cov = s2 / count - torch.outer(mean, mean)
     std = cov.diagonal().clamp(min=1e-12).sqrt()

@@ -244,12 +244,14 @@ def _synthetic(cfg: DataConfig, seed: int) -> Dataset:
 # ---------------------------------------------------------------- folder sets
 
 
-def _folder_root(name: str, cfg: DataConfig, layout: str) -> Path:
+def _folder_root(name: str, cfg: DataConfig, layout: str, looks_right: Callable[[Path], bool]) -> Path:
+    """The first searched place that looks like the set; else data.dir itself (to name its layout)."""
     places = formats.search_roots(name, cfg.dir)[:-1]  # no download cache: these are never downloaded
     for place in places:
-        if place.is_dir() and any(place.iterdir()):
-            if name != "imagefolder" or (place / "train").is_dir():
-                return place
+        if place.is_dir() and looks_right(place):
+            return place
+    if cfg.dir and Path(cfg.dir).expanduser().is_dir():
+        return Path(cfg.dir).expanduser()
     raise DataError(f"{name} not found (searched {', '.join(map(str, places))}); point data.dir (--data-dir) "
                     f"or ${formats.ENV_VAR} at a folder laid out as {layout}")
 
@@ -259,7 +261,7 @@ def _imagefolder(cfg: DataConfig, seed: int) -> Dataset:
     """ImageNet-style root/train/<class>/*; root/val/ (class folders, or flat files + labels file);
     optional root/test/. Without test/, val/ is the test set and val is carved from train."""
     layout = "train/<class>/<image> and val/<class>/<image> (or val/<image> plus val/labels.txt)"
-    root = _folder_root("imagefolder", cfg, layout)
+    root = _folder_root("imagefolder", cfg, layout, lambda p: (p / "train").is_dir())
     if not (root / "train").is_dir():
         raise DataError(f"{root} has no train/ folder; expected the layout {layout}")
     classes, paths, labels = formats.scan_class_folders(root / "train")
@@ -287,7 +289,9 @@ def _imagefolder(cfg: DataConfig, seed: int) -> Dataset:
 @register("caltech256")
 def _caltech256(cfg: DataConfig, seed: int) -> Dataset:
     """The paper's protocol: cfg.train_per_class random images per class (seeded) train, the rest test."""
-    root = _folder_root("caltech256", cfg, "256_ObjectCategories/001.ak47/001_0001.jpg ... 257.clutter/")
+    root = _folder_root("caltech256", cfg, "256_ObjectCategories/001.ak47/001_0001.jpg ... 257.clutter/",
+                        lambda p: (p / "256_ObjectCategories").is_dir() or any(
+                            formats.CALTECH_DIR.match(d.name) for d in p.iterdir() if d.is_dir()))
     classes, files = formats.scan_caltech256(root, cfg.clutter)
     n = cfg.train_per_class
     train_p, train_y, test_p, test_y, short = [], [], [], [], []

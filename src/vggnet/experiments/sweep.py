@@ -90,7 +90,7 @@ def prepare(spec: Spec) -> tuple[list[Cell], Index]:
         cfg = cell_config(spec, cell)
         cfg.train.progress = False  # no progress bars in log files
         recipe.dump(cfg, cell.dir / "cell.yaml")
-        index.add(cell.id, cell.key_json, cell.seed, str(cell.dir))
+        index.add(cell.id, cell.key_json, cell.seed, str(cell.dir.resolve()))
     (spec.out / "spec.yaml").write_text(yaml.safe_dump({
         "study": spec.study, "budget": spec.budget, "grid": spec.grid, "seeds": spec.seeds,
         "set": spec.overrides, "exclude": spec.exclude, "report": spec.report, "base": spec.base,

@@ -21,14 +21,19 @@ from typing import Any
 import torch
 from torch import nn
 
-# Calibrated (docs/diagnostics.md): signal ratio below VANISH -> the deep nets that never learn
-# (D/E std0.01 without BN: 1e-9..1e-6); below AT_RISK -> trains slowly or not at all
-# (A std0.01: ~1e-4); healthy nets (BN, kaiming, glorot, pre-initialised) stay above.
+from vggnet.train.health_monitor import Monitor, print_event, weight_layers
+
+# Calibrated (docs/diagnostics.md): a signal ratio below VANISH marks the deep nets that never
+# learn (D/E std0.01 without BN: 1e-7 and below) and leaves A std0.01 (4e-4..6e-4, which seed
+# note 002 trained) and D pre-initialised from A (3e-5) above it. Above EXPLODE, or an initial
+# loss over LOSS_EXPLODE x log(C): the paper's std 0.1 without BN (1e3..1e7). A logit std below
+# LOGIT_AT_RISK means the output barely depends on the input, and every layer's gradient is that
+# small too (A std0.01: 5e-6..2e-5; glorot E, the smallest healthy case: 2e-4).
 VANISH = 1e-5
-AT_RISK = 3e-3
-EXPLODE = 1e3  # activations grow this much from the first to the last conv (paper init, std 0.1)
-LAYER_VANISH = 1e-3  # per-layer verdict: activation std relative to the first conv's
-LAYER_EXPLODE = 1e2
+EXPLODE = 1e3
+LOSS_EXPLODE = 10.0
+LOSS_AT_RISK = 3.0  # initial loss over 3 x log(C): confidently wrong from the start
+LOGIT_AT_RISK = 1e-4
 DEAD = 0.5  # a layer with more than half its ReLUs dead for the whole batch
 
 
@@ -64,7 +69,8 @@ class Diagnosis:
     model: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: NaN and infinities become None."""
+        return _finite(asdict(self))
 
     def table(self) -> str:
         """The per-layer table and the verdict, in plain words."""
@@ -84,23 +90,6 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def _weight_layers(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module | None]]:
-    """(name, conv/linear, the ReLU that follows it or None) in forward order."""
-    named = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    out = []
-    for i, (name, module) in enumerate(named):
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            relu = None
-            for _, nxt in named[i + 1:]:
-                if isinstance(nxt, (nn.Conv2d, nn.Linear)):
-                    break
-                if isinstance(nxt, nn.ReLU):
-                    relu = nxt
-                    break
-            out.append((name, module, relu))
-    return out
-
-
 def _kind(module: nn.Module, in_features: bool) -> str:
     if isinstance(module, nn.Linear):
         return "linear" if not in_features else "fc"
@@ -111,7 +100,7 @@ def _kind(module: nn.Module, in_features: bool) -> str:
 def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
     """One forward and backward pass in training mode on (x, y); the model is left unchanged
     (gradients cleared, mode restored)."""
-    layers = _weight_layers(model)
+    layers = weight_layers(model)
     if not layers:
         from vggnet.errors import ConfigError
 
@@ -141,6 +130,7 @@ def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     saved_grads = [p.grad for p in params]
+    saved_buffers = [(b, b.clone()) for b in model.buffers()]  # BN running stats move in training mode
     for p in params:
         p.grad = None
     try:
@@ -167,6 +157,9 @@ def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
                                   float(module.weight.detach().float().norm()))))
     for p, g in zip(params, saved_grads):
         p.grad = g
+    with torch.no_grad():
+        for b, saved in saved_buffers:
+            b.copy_(saved)
     num_classes = logits.shape[1]
     with torch.no_grad():
         lf = logits.detach().float()
@@ -174,6 +167,16 @@ def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
         logit_std = float(lf.std())
     return _judge(rows, logit_std=logit_std, spread=spread, loss=float(loss.detach()), num_classes=num_classes,
                   model=dict(getattr(model, "config", {})))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ratio(num: float, den: float) -> float:
@@ -192,9 +195,9 @@ def _judge(rows: list[LayerStats], *, logit_std: float, spread: float, loss: flo
         rel = _ratio(r.act_std, first.act_std)
         if r is not rows[-1] and not math.isnan(r.dead) and r.dead > DEAD:
             r.verdict = "dead"
-        elif not math.isfinite(r.act_std) or rel > LAYER_EXPLODE:
+        elif not math.isfinite(r.act_std) or rel > EXPLODE:
             r.verdict = "exploding"
-        elif rel < LAYER_VANISH or r.act_std == 0:
+        elif rel < VANISH or r.act_std == 0:
             r.verdict = "vanishing"
     chance = math.log(num_classes)
     bn = model.get("batch_norm")
@@ -202,38 +205,47 @@ def _judge(rows: list[LayerStats], *, logit_std: float, spread: float, loss: flo
                 if not bn else "check the BatchNorm layers are in training mode")
     fixes: list[str] = []
     dead_layers = [r.name for r in rows[:-1] if r.verdict == "dead"]
-    if not math.isfinite(loss) or not math.isfinite(signal_ratio) or signal_ratio > EXPLODE or loss > 10 * chance:
+    kaiming = "use model.init=kaiming (or glorot, the authors' fix after submission)"
+    if (not math.isfinite(loss) or not math.isfinite(signal_ratio) or signal_ratio > EXPLODE
+            or loss > LOSS_EXPLODE * chance):
         verdict = "will not train"
-        reason = (f"the signal explodes: activations grow {signal_ratio:.3g}x from the first to the last conv "
-                  f"and the initial loss is {loss:.3g} against log(C) = {chance:.3g}; SGD will diverge")
-        fixes = ["use model.init=kaiming (or glorot): the paper's N(0, variance 1e-2) is std 0.1, too large "
-                 "for 3x3 convs with hundreds of input channels", init_fix, "or lower train.lr and set train.grad_clip=1"]
+        reason = (f"the signal explodes: activations grow {signal_ratio:.3g}x from the first to the last conv, "
+                  f"the logits have std {logit_std:.3g} and the initial loss is {loss:.3g} against "
+                  f"log(C) = {chance:.3g}; SGD will diverge")
+        fixes = [kaiming + ": the paper's N(0, variance 1e-2) is std 0.1, too large for layers with hundreds "
+                 "of inputs", init_fix, "or lower train.lr and set train.grad_clip=1"]
     elif signal_ratio < VANISH or last.act_std == 0:
         verdict = "will not train"
         reason = (f"the signal vanishes: the last conv's activations are {signal_ratio:.3g} of the first conv's "
-                  f"(backward signal ratio {grad_ratio:.3g}); the logits are constant ({logit_std:.2g} std), "
-                  "so the loss can fall to log(C) by learning class frequencies while accuracy stays at chance")
-        fixes = ["use model.init=kaiming or glorot (the authors' fix after submission)", init_fix,
-                 "or pre-initialise from a trained A (model.pre_initialise=path/to/A.safetensors, paper 3.1)"]
+                  f"(backward signal ratio {grad_ratio:.3g}) and the logits are constant ({logit_std:.2g} std), "
+                  "so the loss can reach log(C) by learning the class frequencies while accuracy stays at chance")
+        fixes = [kaiming, init_fix, "or pre-initialise from a trained A (model.pre_initialise=A.safetensors, "
+                 "paper 3.1); measure it with `vggnet diagnose`"]
     elif dead_layers:
         verdict = "at risk"
         reason = f"more than half the ReLUs never fire in {', '.join(dead_layers)}: those units get no gradient"
-        fixes = ["use model.init=kaiming", init_fix, "check the input normalisation (data.normalize=standardize)"]
-    elif spread < 1e-6 * chance:
+        fixes = [kaiming, init_fix, "check the input normalisation (data.normalize=standardize)"]
+    elif spread <= 1e-6 * chance:
         verdict = "at risk"
-        reason = (f"the logits are the same for every image (spread {spread:.2g}); the layers below the last "
-                  "get no gradient until it grows")
+        reason = (f"the logits are the same for every image (spread {spread:.2g}): the last layer is (near) "
+                  "zero, so the layers below it get no gradient until it grows")
         fixes = ["re-initialise the last layer (model.init=kaiming)", "check that no layer is frozen at zero"]
-    elif signal_ratio < AT_RISK:
+    elif loss > LOSS_AT_RISK * chance:
         verdict = "at risk"
-        reason = (f"the signal shrinks to {signal_ratio:.3g} of the first conv's by the last conv; this net "
-                  "can learn (seed note 002 trained A this way) but slowly, and deeper nets like this do not")
-        fixes = ["use model.init=kaiming or glorot", init_fix, "watch the first epochs: `vggnet train` reports "
-                 "a plateau at chance"]
+        reason = (f"the initial loss is {loss:.3g}, over {LOSS_AT_RISK:g}x log(C) = {chance:.3g}: the net starts "
+                  f"confidently wrong (logit std {logit_std:.3g}) and the first steps may diverge")
+        fixes = [kaiming, init_fix, "or lower train.lr, warm up (train.warmup_epochs=1), train.grad_clip=1"]
+    elif logit_std < LOGIT_AT_RISK:
+        verdict = "at risk"
+        reason = (f"the signal shrinks to {signal_ratio:.3g} of the first conv's by the last conv and the logits "
+                  f"barely depend on the image (std {logit_std:.2g}); every gradient is that small, so learning "
+                  "starts slowly or not at all (seed note 002 trained A this way; deeper nets failed)")
+        fixes = [kaiming, init_fix, "watch the first epochs: `vggnet train` reports a plateau at chance"]
     else:
         verdict = "healthy"
-        reason = (f"the signal keeps its scale through the net (ratio {signal_ratio:.3g}) and the gradient "
-                  f"reaches the first layer (ratio {grad_ratio:.3g})")
+        reason = (f"the signal keeps its scale through the net (ratio {signal_ratio:.3g}), the gradient "
+                  f"reaches the first layer (ratio {grad_ratio:.3g}) and the logits respond to the image "
+                  f"(std {logit_std:.2g})")
     return Diagnosis(layers=rows, signal_ratio=signal_ratio, grad_ratio=grad_ratio, logit_std=logit_std,
                      logit_spread=spread, loss=loss, chance_loss=chance, verdict=verdict, reason=reason,
                      fixes=fixes, model=model)
@@ -268,8 +280,6 @@ def diagnose_config(cfg: Any, *, batch_size: int | None = None) -> Diagnosis:
     model = build_for_diagnosis(cfg, num_classes=len(ds.classes), in_channels=channels)
     return diagnose(model, x, y)
 
-
-from vggnet.train.health_monitor import Monitor, print_event  # noqa: E402  (re-exported)
 
 __all__ = ["Diagnosis", "LayerStats", "Monitor", "build_for_diagnosis", "diagnose", "diagnose_config",
            "print_event"]

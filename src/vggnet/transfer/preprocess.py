@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from vggnet.data.augment import Stats, convert_channels, normalize
 from vggnet.errors import ConfigError, WeightsError
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -40,64 +41,54 @@ def keras_caffe() -> dict[str, Any]:
             "channel_order": "BGR", "pixel_scale": 255}
 
 
-def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Gray -> RGB by repetition, RGB -> gray by ITU-R 601 luma; other counts are an error."""
-    have = images.shape[1]
-    if have == channels:
-        return images
-    if have == 1 and channels == 3:
-        return images.expand(-1, 3, -1, -1)
-    if have == 3 and channels == 1:
-        luma = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
-        return (images.float() * luma).sum(1, keepdim=True)
-    raise ConfigError(f"cannot convert {have}-channel images to {channels} channels")
+def _in_unit_range(pre: dict[str, Any]) -> tuple[str, Stats]:
+    """(mode, stats) for images in 0-1 units and in the file's channel order: pixel_scale folded
+    into mean and std (x*255 - m == (x - m/255) / (1/255))."""
+    scale = float(pre.get("pixel_scale", 1))
+    mode = pre.get("normalize", "none")
+    if mode not in ("mean", "standardize", "none"):
+        raise WeightsError(f"unknown normalize mode {mode!r} in the weights' preprocessing")
+    raw = pre.get("stats") or {}
+    if mode != "none" and "mean" not in raw:
+        raise WeightsError(f"the weights' preprocessing says normalize={mode!r} but records no stats.mean")
+    channels = len(raw.get("mean", [])) or int(pre.get("channels", 3))
+    mean = [float(m) / scale for m in raw.get("mean", [0.0] * channels)] if mode != "none" else [0.0] * channels
+    std = raw.get("std") if mode == "standardize" else [1.0] * channels
+    if scale == 1:
+        return mode, Stats(mean, [float(s) for s in std] if std else [1.0] * channels)
+    return "standardize", Stats(mean, [float(s) / scale for s in std])
 
 
 def prepare(images: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tensor:
-    """uint8 images [N, C, H, W] (any channel count the weights can take) -> the float input
-    the weights expect: channels converted, channel order, pixel scale, normalisation."""
+    """uint8 images [N, C, H, W] (uint8, or float in 0-1) -> the float input the weights expect:
+    channels converted, channel order, pixel scale, normalisation."""
     if images.ndim != 4:
         raise ConfigError(f"expected images [N, C, H, W], got shape {tuple(images.shape)}")
     pre = preprocessing or {}
-    x = convert_channels(images, int(pre.get("channels", images.shape[1]))).float()
-    x = x * (float(pre.get("pixel_scale", 1)) / 255.0)
+    x = convert_channels(images, int(pre.get("channels", images.shape[1])))
     if pre.get("channel_order", "RGB") == "BGR":
         x = x.flip(1)
-    mode = pre.get("normalize", "none")
-    if mode == "none":
-        return x
-    stats = pre.get("stats") or {}
-    if "mean" not in stats:
-        raise WeightsError(f"preprocessing says normalize={mode!r} but records no stats.mean")
-    mean = torch.tensor(stats["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-    x = x - mean
-    if mode == "standardize":
-        x = x / torch.tensor(stats["std"], dtype=torch.float32).view(1, -1, 1, 1)
-    elif mode != "mean":
-        raise WeightsError(f"unknown normalize mode {mode!r} in the weights' preprocessing")
-    return x
+    mode, stats = _in_unit_range(pre)
+    return normalize(x, stats, mode)
 
 
 @torch.no_grad()
 def canonical(model: torch.nn.Module) -> torch.nn.Module:
     """Fold ``channel_order`` BGR and ``pixel_scale`` into the model, in place: the first conv
-    takes RGB and the stats become 0-1 units ("standardize", std = std / pixel_scale), so any
-    pipeline that knows only mean/std feeds it exactly what the original expected."""
+    takes RGB and the stats become 0-1 units, so a pipeline that knows only mean/std/normalize
+    (the trainer's loaders) feeds it exactly what the original expected."""
     meta = getattr(model, "metadata", None) or {}
     pre = copy.deepcopy(meta.get("preprocessing") or {})
     if pre.get("channel_order", "RGB") == "RGB" and float(pre.get("pixel_scale", 1)) == 1:
         return model
-    scale = float(pre.pop("pixel_scale", 1))
+    mode, stats = _in_unit_range(pre)
     bgr = pre.pop("channel_order", "RGB") == "BGR"
-    stats = dict(pre.get("stats") or {})
-    mean = [float(m) / scale for m in stats.get("mean", [0.0] * 3)]
-    std = [float(s) / scale for s in (stats.get("std") if pre.get("normalize") == "standardize"
-                                      else [1.0] * len(mean))]
+    scale = float(pre.pop("pixel_scale", 1))
     if bgr:
         first = model.features[0]
         first.weight.copy_(first.weight.flip(1))
-        mean, std = mean[::-1], std[::-1]
-    stats.update(mean=mean, std=std)
-    pre.update(normalize="standardize", stats=stats, folded=("BGR, " if bgr else "") + f"pixel_scale {scale:g}")
+        stats = Stats(stats.mean[::-1], stats.std[::-1])
+    pre.update(normalize=mode, stats=stats.to_dict(),
+               folded=f"channel_order {'BGR' if bgr else 'RGB'} and pixel_scale {scale:g} folded into the weights")
     model.metadata = {**meta, "preprocessing": pre}
     return model

@@ -1,0 +1,36 @@
+"""`vggnet export`: weights or a run to ONNX / TorchScript (checked against PyTorch), or to
+another framework's weights layout (torchvision, timm, Keras)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vggnet.transfer.export import EXPORTS
+from vggnet.transfer.formats import FORMATS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export weights to ONNX, TorchScript, or torchvision/timm/Keras files")
+    p.add_argument("weights", metavar="WEIGHTS|RUN_DIR", help="a file, a run directory, or torchvision:NAME")
+    p.add_argument("--format", choices=EXPORTS + FORMATS, default="onnx")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--image-size", type=int,
+                   help="example input size (default: the weights' image_size); fc head: fixed at this size")
+    p.add_argument("--head", choices=("fc", "conv"), help="convert the head first (conv: any input >= 224)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vggnet.transfer.export import _example, export, max_difference
+    from vggnet.transfer.formats import load_pretrained, save_as
+
+    model = load_pretrained(args.weights, head=args.head).eval()
+    if args.format in FORMATS:
+        print(f"wrote {save_as(model, args.out, args.format)}")
+        return 0
+    path = export(model, args.out, args.format, image_size=args.image_size)
+    x = torch.randn(2, *example_input(model, args.image_size).shape[1:], generator=torch.Generator().manual_seed(0))
+    print(f"wrote {path}; max |{args.format} - PyTorch| on a batch of 2: {max_difference(model, path, args.format, x):.2e}")
+    return 0

@@ -1,0 +1,42 @@
+"""`vggnet sweep SPEC.yaml`: a grid of runs times seeds, resumable, indexed in sweep.db."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from vggnet.experiments.report import render_sweep
+from vggnet.experiments.spec import expand, load_spec
+from vggnet.experiments.sweep import run_sweep
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a grid of configs x seeds (resumable; see configs/studies/)")
+    p.add_argument("spec", help="sweep spec YAML (base, grid, seeds, out, budgets)")
+    p.add_argument("--budget", help="a named budget from the spec, e.g. 'small'")
+    p.add_argument("--jobs", type=int, default=1, help="cells run side by side (default 1)")
+    p.add_argument("--out", help="sweep directory (default: the spec's out, suffixed with the budget)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
+    p.set_defaults(func=run)
+
+
+def _interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: stop the cells, keep the index consistent
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec, budget=args.budget, out=args.out)
+    cells = expand(spec)
+    if args.dry_run:
+        for cell in cells:
+            after = f"  (after {', '.join(cell.depends)})" if cell.depends else ""
+            print(f"{cell.dir}{after}")
+        print(f"{len(cells)} runs in {spec.out}")
+        return 0
+    signal.signal(signal.SIGTERM, _interrupt)
+    result = run_sweep(spec, jobs=args.jobs, retry_failed=args.retry_failed)
+    report = render_sweep(result.out)
+    counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
+    print(f"sweep {result.out}: {counts}; report: {report}")
+    return 0 if result.counts.get("failed", 0) == 0 else 1

@@ -1,0 +1,45 @@
+"""`vggnet train`: one run from a recipe; with no arguments, the Fashion-MNIST default."""
+
+from __future__ import annotations
+
+import argparse
+
+from vggnet.train import recipe
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """-c/--config, --set, --data-dir: shared by every verb that reads a recipe."""
+    p.add_argument("-c", "--config", help="YAML recipe (see configs/); default: the Fashion-MNIST default")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=0.05 (repeatable)")
+    p.add_argument("--data-dir", help="where the dataset files are (sets data.dir)")
+
+
+def load_config(args: argparse.Namespace) -> recipe.RunConfig:
+    overrides = list(args.overrides)
+    if getattr(args, "data_dir", None):
+        overrides.append(f"data.dir={args.data_dir}")
+    return recipe.load(args.config, overrides)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a VGG (default: Fashion-MNIST) and evaluate it")
+    add_config_args(p)
+    p.add_argument("--out", help="run directory (default runs/<dataset>-<config>-s<seed>); "
+                                 "an existing one is resumed")
+    p.add_argument("--resume", action="store_true", help="insist on resuming --out (error if it has no checkpoint)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vggnet.train.trainer import fit
+
+    cfg = load_config(args)
+    result = fit(cfg, args.out, resume=args.resume)
+    if result.test:
+        rows = result.test["protocols"]
+        accs = ", ".join(f"{name} {100 * (1 - r['top1_error']):.2f}%" for name, r in rows.items())
+        print(f"test accuracy ({result.test['protocols'][next(iter(rows))]['n']} images): {accs}")
+    print(f"best validation accuracy: {100 * result.best_val_top1:.2f}%")
+    print(f"run directory: {result.out_dir}")
+    return 0

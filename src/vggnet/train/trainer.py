@@ -1,0 +1,464 @@
+"""The training loop: the paper's recipe (SGD, momentum, weight decay, plateau LR) and the
+seed notes' variants, resumable bit-exactly, with bf16/channels_last speed and DDP.
+
+`fit(cfg, out_dir)` writes a run directory (ARCHITECTURE.md): config.yaml, metrics.jsonl,
+TensorBoard events, checkpoints/last.pt, model.safetensors (best validation accuracy),
+eval.json and report.html.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vggnet.data import augment, loaders, sources
+from vggnet.errors import ConfigError, TrainingError
+from vggnet.model.init import pre_initialise
+from vggnet.model.vgg import VGG, build_model
+from vggnet.model.weights import load_weights, save_weights
+from vggnet.train import checkpoint, distributed
+from vggnet.train.recipe import RunConfig, dump
+from vggnet.train.schedule import PlateauState, lr_at
+
+MAX_ROLLBACKS = 3
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    best_val_top1: float
+    test: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def default_out_dir(cfg: RunConfig) -> Path:
+    if cfg.name:
+        return Path("runs") / cfg.name
+    bn = "-bn" if cfg.model.batch_norm else ""
+    return Path("runs") / f"{cfg.data.name}-{cfg.model.name}{bn}-s{cfg.seed}"
+
+
+def preprocessing(cfg: RunConfig, stats: augment.Stats, channels: int) -> dict[str, Any]:
+    """What a set of weights expects of its input; travels in model.safetensors."""
+    d = cfg.data
+    return {"dataset": d.name, "channels": channels, "image_size": d.image_size, "scale": d.scale,
+            "test_scale": d.test_scale, "normalize": d.normalize, "stats": stats.to_dict()}
+
+
+def make_model(cfg: RunConfig, num_classes: int, channels: int) -> VGG:
+    m = cfg.model
+    model = build_model(m.name, num_classes=num_classes, batch_norm=m.batch_norm, head=m.head,
+                        in_channels=channels, width=m.width, dropout=m.dropout, init=m.init, seed=cfg.seed)
+    if m.pre_initialise:
+        pre_initialise(model, load_weights(m.pre_initialise))
+    if cfg.init_from:
+        load_weights(cfg.init_from, model)
+    return model
+
+
+class Trainer:
+    """One run. Holds the state that a checkpoint captures; `fit()` is the public entry."""
+
+    def __init__(self, cfg: RunConfig, out_dir: Path, model: VGG | None, param_groups: list[dict] | None,
+                 callbacks: tuple = ()) -> None:
+        self.cfg, self.out = cfg, out_dir
+        self.ctx = distributed.setup(cfg.device)
+        self.device = self.ctx.device
+        torch.manual_seed(cfg.seed)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not cfg.deterministic
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.ds = sources.get(cfg.data, seed=cfg.seed)
+        self.stats = augment.compute_stats(self.ds.train, seed=cfg.seed)
+        self.channels = model.config["in_channels"] if model is not None else self.ds.channels
+        self.model = model if model is not None else make_model(cfg, len(self.ds.classes), self.channels)
+        if self.model.config["num_classes"] != len(self.ds.classes):
+            raise ConfigError(f"the model has {self.model.config['num_classes']} classes, {cfg.data.name} has "
+                              f"{len(self.ds.classes)}; replace the head (vggnet finetune does)")
+        self.model.to(self.device)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = self.model
+        if self.ctx.distributed:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.train.compile:
+            self.net = torch.compile(self.net)
+        t = cfg.train
+        if t.batch_size % self.ctx.world_size:
+            raise ConfigError(f"train.batch_size={t.batch_size} must divide evenly over {self.ctx.world_size} processes")
+        per_rank = t.batch_size // self.ctx.world_size
+        common = dict(stats=self.stats, channels=self.channels, device=self.device, seed=cfg.seed,
+                      rank=self.ctx.rank, world_size=self.ctx.world_size)
+        self.train_loader = loaders.make_loader(self.ds, "train", cfg.data, train=True, batch_size=per_rank, **common)
+        self.val_loader = loaders.make_loader(self.ds, "val", cfg.data, train=False, batch_size=cfg.eval.batch_size,
+                                              **common)
+        self.steps_per_epoch = len(self.train_loader)
+        self.total_steps = t.epochs * self.steps_per_epoch
+        if t.max_steps is not None:
+            self.total_steps = min(self.total_steps, t.max_steps)
+        self.groups = self._param_groups(param_groups)
+        self.optimizer = self._optimizer()
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+        self.plateau = PlateauState()
+        self.early = PlateauState()
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.best_val, self.lr_factor, self.rollbacks = -1.0, 1.0, 0
+        self.acc = [0.0, 0.0, 0.0]  # loss sum, correct, images of the current epoch
+        self.wall = 0.0
+        self.stopped_early = False
+        self.callbacks = list(callbacks)
+        self.monitor = self._monitor()
+        self.metrics: list[dict[str, Any]] = []
+        self.writer = None
+        self.last_save = time.monotonic()
+
+    # ---- set-up -------------------------------------------------------------------------
+    def _param_groups(self, groups: list[dict] | None) -> list[dict]:
+        if groups is None:
+            groups = [{"params": list(self.model.parameters())}]
+        out = []
+        for g in groups:
+            params = [p for p in g["params"] if p.requires_grad]
+            if params:
+                out.append({"params": params, "lr_scale": float(g.get("lr_scale", 1.0))})
+        if not out:
+            raise ConfigError("no trainable parameters: every parameter is frozen")
+        return out
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        if t.optimizer == "adam":
+            return torch.optim.Adam(self.groups, lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.SGD(self.groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                               nesterov=t.nesterov and t.momentum > 0)
+
+    def _monitor(self) -> Any:
+        if not self.cfg.train.health_every:
+            return None
+        try:
+            from vggnet.train.health import Monitor
+        except ImportError:
+            return None
+        return Monitor(self.model, num_classes=len(self.ds.classes), every=self.cfg.train.health_every,
+                       log=self._event)
+
+    def _autocast(self) -> Any:
+        if not self.cfg.train.amp:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    # ---- state ----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "batch": self.batch, "step": self.step, "best_val": self.best_val,
+                "lr_factor": self.lr_factor, "rollbacks": self.rollbacks, "acc": list(self.acc), "wall": self.wall,
+                "plateau": self.plateau.to_dict(), "early": self.early.to_dict(), "rng": checkpoint.rng_state(),
+                "metrics_lines": len(self.metrics)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.best_val, self.lr_factor, self.rollbacks = state["best_val"], state["lr_factor"], state["rollbacks"]
+        self.acc, self.wall = list(state["acc"]), state["wall"]
+        self.plateau, self.early = PlateauState(**state["plateau"]), PlateauState(**state["early"])
+        checkpoint.set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> None:
+        if self.ctx.is_main:
+            checkpoint.save(self.state(), self.out / "checkpoints" / "last.pt")
+        self.last_save = time.monotonic()
+
+    def resume(self) -> bool:
+        path = self.out / "checkpoints" / "last.pt"
+        if not path.is_file():
+            return False
+        state = checkpoint.load(path)
+        self.load_state(state)
+        metrics_path = self.out / "metrics.jsonl"
+        if metrics_path.is_file():  # drop lines written after the checkpoint (a killed run)
+            lines = metrics_path.read_text().splitlines()[: state["metrics_lines"]]
+            self.metrics = [json.loads(line) for line in lines]
+            if self.ctx.is_main:
+                metrics_path.write_text("".join(line + "\n" for line in lines))
+        return True
+
+    # ---- logging --------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        self.metrics.append(record)
+        if not self.ctx.is_main:
+            return
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None and "epoch" in record and "event" not in record:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("epoch", "step"):
+                    self.writer.add_scalar(key, value, record["step"])
+
+    def _event(self, event: dict[str, Any]) -> None:
+        """Health events and notes: into metrics.jsonl, printed once in plain words."""
+        record = {"epoch": self.epoch, "step": self.step, **event}
+        self._log(record)
+        if self.ctx.is_main and "message" in event:
+            fix = f" Fix: {event['fix']}" if event.get("fix") else ""
+            print(f"[{event.get('event', 'note')}] step {self.step}: {event['message']}{fix}", flush=True)
+
+    # ---- the loop -------------------------------------------------------------------------
+    def set_lr(self) -> float:
+        base = lr_at(self.step, self.total_steps, self.steps_per_epoch, self.cfg.train, self.plateau)
+        lr = base * self.lr_factor
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float] | None:
+        """One optimizer step; None if the loss was not finite (the step is skipped)."""
+        t = self.cfg.train
+        if t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.monitor is not None:
+            self.monitor.before_step(self.step)
+        with self._autocast():
+            logits = self.net(x)
+            loss = self.criterion(logits.float(), y)
+        if not torch.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.monitor is not None:
+            self.monitor.after_backward(self.step)
+        if t.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        loss_value = loss.item()
+        if self.monitor is not None:
+            self.monitor.after_step(self.step, loss_value)
+        correct = (logits.argmax(1) == y).sum().item()
+        return loss_value * len(y), correct
+
+    def _nonfinite(self, good: dict[str, Any]) -> dict[str, Any]:
+        where = f"epoch {self.epoch + 1}, step {self.step}"
+        if self.cfg.train.on_nonfinite == "stop" or self.rollbacks >= MAX_ROLLBACKS:
+            self.save_checkpoint()
+            raise TrainingError(f"non-finite loss at {where} (after {self.rollbacks} rollbacks); lower train.lr, "
+                                "set train.grad_clip, or use model.batch_norm=true")
+        rollbacks = self.rollbacks + 1
+        self._event({"event": "nonfinite_loss", "message": f"non-finite loss at {where}; restored the state of the "
+                     f"epoch's start and divided the learning rate by 10 (rollback {rollbacks} of {MAX_ROLLBACKS})",
+                     "fix": "lower train.lr or set train.grad_clip"})
+        position, lr_factor = (self.epoch, self.batch), self.lr_factor
+        self.load_state(good)
+        self.epoch, self.batch = position  # continue with the next batch, not a replay
+        self.rollbacks, self.lr_factor = rollbacks, lr_factor * 0.1
+        return self.state()
+
+    def run_epoch(self) -> bool:
+        """Train one epoch (from self.batch on). False when max_steps stopped it."""
+        self.net.train()
+        good = copy.deepcopy(self.state())
+        bar = self._bar()
+        start, images = time.perf_counter(), 0
+        timer = start  # wall-clock accounting (checkpoint saves split it)
+        for x, y in self.train_loader.epoch(self.epoch, start_batch=self.batch):
+            if self.step >= self.total_steps:
+                break
+            self.set_lr()
+            out = self.train_step(x, y)
+            self.batch += 1
+            if out is None:
+                good = self._nonfinite(good)
+                continue
+            self.acc[0] += out[0]
+            self.acc[1] += out[1]
+            self.acc[2] += len(y)
+            images += len(y) * self.ctx.world_size
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.acc[0] / self.acc[2]:.3f}",
+                                img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
+            if time.monotonic() - self.last_save > self.cfg.train.checkpoint_minutes * 60:
+                self.wall += time.perf_counter() - timer
+                timer = time.perf_counter()
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        self.wall += time.perf_counter() - timer
+        return self.batch >= len(self.train_loader)
+
+    def _bar(self) -> Any:
+        if not (self.cfg.train.progress and self.ctx.is_main):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=len(self.train_loader), initial=self.batch, desc=f"epoch {self.epoch + 1}/"
+                    f"{self.cfg.train.epochs}", unit="batch", leave=False, dynamic_ncols=True)
+
+    @torch.inference_mode()
+    def validate(self) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        self.net.eval()
+        loss_sum, correct, n, preds, labels = 0.0, 0.0, 0.0, [], []
+        for x, y in self.val_loader.epoch(0):
+            if self.cfg.train.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                logits = self.model(x).float()
+            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+            pred = logits.argmax(1)
+            correct += (pred == y).sum().item()
+            n += len(y)
+            preds.append(pred.cpu())
+            labels.append(y.cpu())
+        loss_sum, correct, n = distributed.all_sum([loss_sum, correct, n], self.ctx)
+        return loss_sum / max(n, 1), correct / max(n, 1), torch.cat(preds), torch.cat(labels)
+
+    def end_epoch(self, epoch_start_wall: float) -> bool:
+        """Validate, log, save; True when training should stop (early stopping)."""
+        loss_sum, correct, n = distributed.all_sum(self.acc, self.ctx)
+        val_loss, val_top1, preds, labels = self.validate()
+        epoch_wall = self.wall - epoch_start_wall
+        record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": loss_sum / max(n, 1),
+                  "train_top1": correct / max(n, 1), "val_loss": val_loss, "val_top1": val_top1,
+                  "lr": self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0].get("lr_scale", 1.0),
+                  "images_per_s": n / max(epoch_wall, 1e-9), "wall_s": self.wall}
+        if self.device.type == "cuda":
+            record["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self._log(record)
+        if self.monitor is not None:
+            history = [m["train_loss"] for m in self.metrics if "train_loss" in m]
+            self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
+        for callback in self.callbacks:
+            callback(self, record)
+        if val_top1 > self.best_val:
+            self.best_val = val_top1
+            if self.ctx.is_main:
+                save_weights(self.model, self.out / "model.safetensors", classes=self.ds.classes,
+                             preprocessing=preprocessing(self.cfg, self.stats, self.channels))
+        if self.cfg.train.schedule == "plateau" and self.plateau.update(val_top1, self.cfg.train):
+            self._event({"event": "lr_decrease", "message": f"validation accuracy stopped improving; learning rate "
+                         f"divided by 10 ({self.plateau.decreases} of {self.cfg.train.plateau_max_decreases})"})
+        stop = False
+        patience = self.cfg.train.early_stop_patience
+        if patience is not None:
+            self.early.update(val_top1, self.cfg.train)
+            stop = self.early.bad_epochs >= patience
+        self.epoch += 1
+        self.batch = 0
+        self.acc = [0.0, 0.0, 0.0]
+        self.save_checkpoint()
+        return distributed.broadcast_flag(stop, self.ctx)
+
+    def fit(self, resume: bool) -> RunResult:
+        self.out.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.resume()
+        if not resumed and self.ctx.is_main:
+            (self.out / "metrics.jsonl").write_text("")
+            dump(self.cfg, self.out / "config.yaml")
+        if self.ctx.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out))
+        if resumed and self.ctx.is_main:
+            print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}", flush=True)
+        interrupted = _Interrupt()
+        try:
+            with interrupted:
+                while self.epoch < self.cfg.train.epochs and self.step < self.total_steps:
+                    epoch_start = self.wall
+                    finished = self.run_epoch()
+                    if interrupted.hit:
+                        raise KeyboardInterrupt
+                    if not finished and self.step < self.total_steps:
+                        continue
+                    if self.end_epoch(epoch_start):
+                        self.stopped_early = True
+                        self._event({"event": "early_stop", "message": f"validation accuracy did not improve for "
+                                     f"{self.cfg.train.early_stop_patience} epochs; stopped"})
+                        break
+                    if self.step >= self.total_steps:
+                        break
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            if self.ctx.is_main:
+                print(f"\ninterrupted; saved. Resume with: vggnet train --out {self.out} --resume", flush=True)
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        return self.finish()
+
+    def finish(self) -> RunResult:
+        result = RunResult(self.out, self.best_val, metrics=self.metrics, stopped_early=self.stopped_early)
+        if self.ctx.is_main and (self.out / "model.safetensors").is_file():
+            best = load_weights(self.out / "model.safetensors").to(self.device)
+            from vggnet.eval.protocols import evaluate, write_eval
+
+            result.test = evaluate(best, self.ds, self.cfg, self.stats, split="test",
+                                   protocols=tuple(self.cfg.eval.protocols), scales=self.cfg.eval.scales,
+                                   device=self.device)
+            write_eval(result.test, self.out / "eval.json")
+            _render_report(self.out)
+        distributed.barrier(self.ctx)
+        return result
+
+
+class _Interrupt:
+    """SIGINT finishes the current step, then the loop saves and stops cleanly."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handle(self, *_: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *_: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _render_report(out: Path) -> None:
+    try:
+        from vggnet.experiments.report import render_run
+    except ImportError:
+        return
+    render_run(out)
+
+
+def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None = None,
+        param_groups: list[dict] | None = None, resume: bool = False, callbacks: tuple = ()) -> RunResult:
+    """Train ``cfg`` into ``out_dir`` (default runs/<name>). A directory that holds a checkpoint
+    is resumed exactly where it stopped; ``resume=True`` insists on one (an error if none)."""
+    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    has_checkpoint = (out / "checkpoints" / "last.pt").is_file()
+    if resume and not has_checkpoint:
+        raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
+    trainer = Trainer(cfg, out, model, param_groups, callbacks)
+    try:
+        return trainer.fit(resume=has_checkpoint)
+    finally:
+        distributed.teardown(trainer.ctx)

@@ -1,0 +1,62 @@
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from vggnet.errors import ConfigError
+from vggnet.experiments.report import render, render_run
+
+
+class Tags(HTMLParser):
+    """Collects tags, their attributes and the table classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.tables, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs)
+        if tag == "table":
+            self.tables.append(attrs.get("class", ""))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path):
+    tags = Tags()
+    tags.feed(path.read_text())
+    return tags
+
+
+def test_run_report_has_curves_confusion_protocols_analysis_and_health(run_dir):
+    path = render_run(run_dir)
+    assert path == run_dir / "report.html"
+    tags = parse(path)
+    assert [i["alt"] for i in tags.imgs] == ["learning curves", "confusion matrix"]
+    for img in tags.imgs:  # embedded, decodable PNGs: no file or network needed
+        assert img["src"].startswith("data:image/png;base64,")
+        assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"protocols", "per-class", "events", "summary"} <= set(tags.tables)
+    text = " ".join(tags.text)
+    assert "12.30" in text and "1.10" in text  # centre top-1 / top-5 error in %
+    assert "takes 30% of all predictions" in text  # collapse warning shown
+    assert "38% of ReLUs" in text and "use model.batch_norm=true" in text  # health event with its fix
+    assert "Shirt" in text and "hand-written" in text
+    assert not re.search(r"(src|href)=\"https?://", path.read_text())
+
+
+def test_run_report_without_eval_still_renders(make_run, tmp_path):
+    run_dir = make_run(tmp_path / "r", with_eval=False)
+    tags = parse(render_run(run_dir))
+    assert [i["alt"] for i in tags.imgs] == ["learning curves"]
+    assert "No eval.json yet" in " ".join(tags.text)
+
+
+def test_empty_dir_renders_and_missing_dir_is_a_config_error(tmp_path):
+    assert render(tmp_path).is_file()
+    with pytest.raises(ConfigError, match="run directory"):
+        render_run(tmp_path / "nope")

@@ -1,0 +1,23 @@
+import pytest
+
+from vggnet.train import recipe
+
+# A run small enough for the test suite: a width-1/8 VGG-A on 32x32 synthetic images.
+TINY = [
+    "data.name=synthetic", "data.num_train=320", "data.num_test=64", "data.num_classes=4",
+    "model.width=0.125", "model.dropout=0.0", "train.batch_size=32", "train.epochs=2",
+    "train.progress=false", "train.lr=0.02", "train.warmup_epochs=0.5",
+]
+
+
+@pytest.fixture
+def tiny_cfg():
+    def make(*overrides: str) -> recipe.RunConfig:
+        return recipe.load(None, [*TINY, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def tiny_sets() -> list[str]:
+    return list(TINY)

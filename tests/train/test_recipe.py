@@ -1,0 +1,61 @@
+"""The typed config: paper defaults, overrides, validation messages, round trip."""
+
+from pathlib import Path
+
+import pytest
+
+from vggnet.errors import ConfigError
+from vggnet.train import recipe
+from vggnet.train.recipe import RunConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_yaml_is_the_no_argument_run():
+    assert recipe.load(ROOT / "configs/fashion-mnist/default.yaml") == recipe.load(None) == RunConfig()
+
+
+def test_every_shipped_config_loads():
+    paths = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
+        if "studies" in path.parts:
+            continue  # sweep specs, not run configs
+        recipe.load(path)
+
+
+def test_paper_recipe_defaults():
+    cfg = recipe.load(ROOT / "configs/paper/A.yaml")
+    t = cfg.train
+    assert (t.batch_size, t.momentum, t.weight_decay, t.lr, t.schedule) == (256, 0.9, 5e-4, 1e-2, "plateau")
+    assert t.plateau_max_decreases == 3 and t.epochs == 74
+    assert cfg.model.dropout == 0.5 and cfg.model.init == "paper" and cfg.model.head == "fc"
+    assert cfg.data.scale == [256] and cfg.data.image_size == 224 and cfg.data.colour_shift == 0.1
+    assert cfg.data.normalize == "mean" and cfg.data.flip
+
+
+def test_overrides_and_round_trip(tmp_path):
+    cfg = recipe.load(None, ["train.lr=0.1", "model.name=vgg16_bn", "data.scale=[256, 512]", "train.max_steps=5"])
+    assert cfg.train.lr == 0.1 and cfg.model.name == "vgg16_bn" and cfg.data.scale == [256, 512]
+    recipe.dump(cfg, tmp_path / "c.yaml")
+    assert recipe.load(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.lrr=0.1", "did you mean 'train.lr'"),
+    ("modle.name=A", "did you mean 'model'"),
+    ("train.lr=fast", "train.lr must be float"),
+    ("train.epochs=0", "train.epochs must be at least 1"),
+    ("model.head=mlp", "model.head='mlp' is not one of fc, conv, gap"),
+    ("model.name=F", "unknown VGG config 'F'"),
+    ("data.scale=[16]", "smaller than the crop"),
+    ("train.lr", "key=value"),
+])
+def test_bad_values_say_what_to_do(override, match):
+    with pytest.raises(ConfigError, match=match):
+        recipe.load(None, [override])
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        recipe.load("nope.yaml")

@@ -1,0 +1,129 @@
+"""Appendix B descriptors, saving them, and the linear probe (on a briefly trained Fashion-MNIST net)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from vggnet.cli import main
+from vggnet.errors import ConfigError
+from vggnet.model.vgg import build_model
+from vggnet.transfer.features import Describer, describe, linear_probe, save_features
+from vggnet.transfer.formats import save_as
+from vggnet.transfer.preprocess import imagenet
+
+PRE = {**imagenet(), "image_size": 32}
+
+
+def _images(n=4, size=32, seed=0):
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_descriptors_are_l2_normalised_and_flip_invariant():
+    model = build_model("A", num_classes=10, width=0.125, head="fc", seed=0)
+    describer = Describer(model, PRE, layer="penultimate")
+    x = _images()
+    d = describer(x)
+    assert d.shape == (4, model.hidden)
+    assert torch.allclose(d.norm(dim=1), torch.ones(4), atol=1e-5)
+    assert torch.allclose(describer(x.flip(-1)), d, atol=1e-5)  # averaged with the flipped image
+    assert not torch.allclose(Describer(model, PRE, flip=False)(x.flip(-1)), d, atol=1e-3)
+
+
+def test_conv_layer_is_the_pooled_last_conv_map():
+    model = build_model("A", num_classes=10, width=0.125, head="fc", seed=0).eval()
+    x = _images()
+    d = Describer(model, PRE, layer="conv", flip=False)(x)
+    from vggnet.transfer.preprocess import prepare
+
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.forward_features(prepare(x, PRE)).mean((2, 3)), dim=1)
+    assert d.shape == (4, model.num_features) and torch.allclose(d, expected, atol=1e-5)
+
+
+def test_dense_at_224_equals_the_fc_head_and_scales_average():
+    model = build_model("A", num_classes=10, width=0.125, head="fc", seed=0).eval()
+    x = _images(2, 224)
+    from vggnet.transfer.preprocess import prepare
+
+    with torch.no_grad():
+        fc = model.forward_head(model.forward_features(prepare(x, PRE)), pre_logits=True)
+    dense = Describer(model, PRE, flip=False)(x)  # the conv-head path at 224
+    assert torch.allclose(dense, torch.nn.functional.normalize(fc, dim=1), atol=1e-5)
+    multi = Describer(model, PRE, flip=False, scales=[224, 256])(x)
+    assert multi.shape == dense.shape and not torch.allclose(multi, dense, atol=1e-4)
+    with pytest.raises(ConfigError, match="minimum input"):
+        Describer(model, PRE, scales=[16])
+
+
+def test_file_sets_of_varying_sizes_are_described_one_by_one():
+    model = build_model("A", num_classes=10, width=0.125, head="gap", seed=0)
+    batches = [([_images(1, 40)[0], _images(1, 48, seed=1)[0]], torch.tensor([0, 1]))]
+    feats, labels = describe(model, batches, PRE)
+    assert feats.shape == (2, model.num_features) and labels.tolist() == [0, 1]
+
+
+def test_save_npy_and_safetensors(tmp_path):
+    arrays = {"train.features": torch.rand(5, 8), "train.labels": torch.arange(5)}
+    written = save_features(tmp_path / "f.npy", arrays, {"layer": "conv"})
+    assert sorted(p.name for p in written) == ["f.json", "f.train.npy", "f.train_labels.npy"]
+    assert np.allclose(np.load(tmp_path / "f.train.npy"), arrays["train.features"].numpy())
+    assert np.load(tmp_path / "f.train_labels.npy").tolist() == list(range(5))
+    save_features(tmp_path / "f.safetensors", arrays, {"layer": "conv"})
+    with safe_open(str(tmp_path / "f.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["vggnet"])["layer"] == "conv"
+        assert torch.equal(f.get_tensor("train.labels"), arrays["train.labels"])
+    with pytest.raises(ConfigError, match="must end in"):
+        save_features(tmp_path / "f.csv", arrays, {})
+
+
+def _train_fashion_mnist(steps=150):
+    """A tiny net, briefly trained on 2000 Fashion-MNIST images with plain SGD."""
+    from vggnet.data import augment, sources
+    from vggnet.train.recipe import DataConfig
+
+    ds = sources.get(DataConfig(name="fashion-mnist", subset=2000, download=False), seed=0)
+    stats = augment.compute_stats(ds.train)
+    x = augment.normalize(augment.centre_pad(ds.train.images, 32), stats, "standardize")
+    y = ds.train.labels
+    torch.manual_seed(0)
+    model = build_model("A", num_classes=10, width=0.125, batch_norm=True, head="gap", in_channels=1, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(y), (64,))
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    pre = {"dataset": "fashion-mnist", "channels": 1, "image_size": 32, "scale": None, "test_scale": None,
+           "normalize": "standardize", "stats": stats.to_dict()}
+    model.metadata = {"preprocessing": pre, "classes": ds.classes}
+    return model.eval()
+
+
+def test_linear_probe_on_a_trained_fashion_mnist_net_is_far_above_chance(tmp_path, capsys):
+    model = _train_fashion_mnist()
+    save_as(model, tmp_path / "fmnist.safetensors")
+    code = main(["features", "--weights", str(tmp_path / "fmnist.safetensors"), "--data", "fashion-mnist",
+                 "--set", "data.subset=2000", "--set", "data.download=false", "--layer", "conv",
+                 "--out", str(tmp_path / "f.safetensors"), "--linear-probe", "logreg"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n_train"] == 1800 and result["n_test"] == 10000  # 10% of the subset carved for val
+    assert result["chance"] == pytest.approx(0.1)
+    assert result["test_accuracy"] > 0.7  # chance is 10%
+
+
+def test_linear_probe_svm_and_bad_kind():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g) * 3
+    y = torch.arange(90) % 3
+    x = centres[y] + torch.randn(90, 16, generator=g)
+    result = linear_probe(x[:60], y[:60], x[60:], y[60:], kind="svm")
+    assert result["test_accuracy"] > 0.9 and result["dim"] == 16
+    with pytest.raises(ConfigError, match="valid: svm, logreg"):
+        linear_probe(x, y, x, y, kind="knn")

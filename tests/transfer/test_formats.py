@@ -1,0 +1,192 @@
+"""Weights in and out: Keras (HDF5 written here with h5py), timm, torchvision, ours; downloads; safety."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vggnet.errors import WeightsError
+from vggnet.model.vgg import build_model
+from vggnet.transfer import formats, preprocess
+from vggnet.transfer.formats import load_pretrained, save_as
+
+KERAS_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+
+
+def keras_file(model, path, *, top=True):
+    """keras.applications' layout, written independently of vggnet's writer: block{n}_conv{m}
+    kernels (kh, kw, in, out); fc1 rows in the NHWC flatten order of the 7x7 map."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    with h5py.File(path, "w") as f:
+        block, conv = 1, 0
+        for i, layer in enumerate(model.features):
+            if isinstance(layer, torch.nn.MaxPool2d):
+                block, conv = block + 1, 0
+            elif isinstance(layer, torch.nn.Conv2d):
+                conv += 1
+                name = f"block{block}_conv{conv}"
+                g = f.create_group(name).create_group(name)
+                g["kernel:0"] = sd[f"features.{i}.weight"].numpy().transpose(2, 3, 1, 0)
+                g["bias:0"] = sd[f"features.{i}.bias"].numpy()
+        if top:
+            c, hidden = model.num_features, model.hidden
+            w1 = sd["classifier.0.weight"].numpy().reshape(hidden, c, 7, 7).transpose(2, 3, 1, 0).reshape(-1, hidden)
+            for name, w, b in (("fc1", w1, sd["classifier.0.bias"]), ("fc2", sd["classifier.3.weight"].numpy().T,
+                                                                       sd["classifier.3.bias"]),
+                               ("predictions", sd["classifier.6.weight"].numpy().T, sd["classifier.6.bias"])):
+                g = f.create_group(name).create_group(name)
+                g["kernel:0"], g["bias:0"] = np.ascontiguousarray(w), b.numpy()
+
+
+def keras_preprocess_input(images_rgb_uint8):
+    """keras.applications.vgg16.preprocess_input (caffe mode), written out."""
+    return images_rgb_uint8.float().flip(1) - KERAS_MEAN_BGR
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    # A Keras net: it expects BGR, 0-255, mean-subtracted input.
+    return build_model("D", num_classes=5, width=0.125, seed=1).eval()
+
+
+@pytest.fixture(scope="module")
+def rgb_images():
+    return torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def test_keras_file_gives_the_keras_outputs_with_its_bgr_preprocessing(tmp_path, keras_model, rgb_images):
+    keras_file(keras_model, tmp_path / "vgg16.h5")
+    with torch.no_grad():
+        expected = keras_model(keras_preprocess_input(rgb_images))
+    model = load_pretrained(tmp_path / "vgg16.h5").eval()
+    pre = model.metadata["preprocessing"]
+    assert pre["channel_order"] == "BGR" and pre["pixel_scale"] == 255 and pre["normalize"] == "mean"
+    assert model.config["name"] == "D" and model.config["num_classes"] == 5
+    with torch.no_grad():
+        got = model(preprocess.prepare(rgb_images, pre))
+        wrong_order = model(preprocess.prepare(rgb_images, {**pre, "channel_order": "RGB"}))
+    assert torch.allclose(got, expected, atol=1e-4, rtol=0)
+    assert (wrong_order - expected).abs().max() > 1e-2  # the BGR handling matters
+    # Folded into the weights, plain RGB mean/std pipelines feed it correctly too.
+    preprocess.canonical(model)
+    folded = model.metadata["preprocessing"]
+    assert "channel_order" not in folded and "pixel_scale" not in folded
+    with torch.no_grad():
+        assert torch.allclose(model(preprocess.prepare(rgb_images, folded)), expected, atol=1e-4, rtol=0)
+
+
+def test_keras_notop_file_loads_the_features(tmp_path, keras_model):
+    keras_file(keras_model, tmp_path / "notop.h5", top=False)
+    model = load_pretrained(tmp_path / "notop.h5")
+    assert "partial" in model.metadata
+    assert torch.equal(model.features[0].weight, keras_model.features[0].weight)
+
+
+@pytest.mark.parametrize("fmt,name", [("vggnet", "w.safetensors"), ("timm", "w.safetensors"),
+                                      ("torchvision", "w.pth"), ("keras", "w.h5")])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_round_trip_in_every_format(tmp_path, fmt, name, batch_norm):
+    if fmt == "keras" and batch_norm:
+        pytest.skip("Keras VGGs have no batch norm")
+    model = build_model("A", num_classes=3, width=0.125, batch_norm=batch_norm, seed=2)
+    if batch_norm:
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+    loaded = load_pretrained(save_as(model, tmp_path / name, fmt))
+    assert loaded.config == model.config
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert "preprocessing" in loaded.metadata or fmt == "vggnet"
+
+
+def test_keras_write_is_keras_layout(tmp_path, keras_model):
+    save_as(keras_model, tmp_path / "k.h5", "keras")
+    with h5py.File(tmp_path / "k.h5") as f:
+        assert f["block5_conv3/block5_conv3/kernel:0"].shape == (3, 3, 64, 64)
+        assert f["fc1/fc1/kernel:0"].shape == (64 * 49, 512)
+        assert b"block1_pool" in list(f.attrs["layer_names"])
+
+
+def test_timm_layout_both_ways(tmp_path):
+    model = build_model("B", num_classes=4, width=0.125, seed=3).eval()
+    state = formats.to_timm(model)
+    assert state["pre_logits.fc1.weight"].shape == (512, 64, 7, 7)
+    assert state["pre_logits.fc2.weight"].shape == (512, 512, 1, 1)
+    assert state["head.fc.weight"].shape == (4, 512)
+    assert not any(k.startswith("classifier") for k in state)
+    save_file(state, tmp_path / "timm.safetensors")
+    loaded = load_pretrained(tmp_path / "timm.safetensors", head="conv").eval()
+    assert loaded.config["name"] == "B" and loaded.head == "conv"
+    assert loaded.metadata["preprocessing"]["stats"]["mean"] == preprocess.IMAGENET_MEAN
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_run_directory_is_a_spec(tmp_path):
+    model = build_model("A", num_classes=3, width=0.125, head="gap", seed=0)
+    save_as(model, tmp_path / "model.safetensors")
+    assert load_pretrained(tmp_path).config == model.config
+
+
+def test_torchvision_published_name_offline_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*_a, **_k):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError, match=r"cannot download torchvision:vgg16 .*vgg16-397923af\.pth.*file path"):
+        load_pretrained("torchvision:vgg16")
+
+
+def test_torchvision_published_name_hash_checked_download_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    calls = []
+    source = build_model("A", num_classes=1000, width=0.125, seed=0)
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix))
+        torch.save(source.state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    model = load_pretrained("torchvision:vgg11")
+    load_pretrained("torchvision:vgg11")  # second time from the cache
+    assert calls == [("https://download.pytorch.org/models/vgg11-8a719046.pth", "8a719046")]
+    assert model.metadata["preprocessing"]["stats"]["std"] == preprocess.IMAGENET_STD
+    assert len(model.metadata["classes"]) == 1000 and model.metadata["classes"][0] == "tench"
+    assert torch.equal(model.features[0].weight, source.features[0].weight)
+
+
+def test_unknown_specs_are_refused(tmp_path):
+    with pytest.raises(WeightsError, match="published: vgg11"):
+        load_pretrained("torchvision:vgg17")
+    with pytest.raises(WeightsError, match="not found"):
+        load_pretrained(tmp_path / "missing.pth")
+    save_file({"layer.weight": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(WeightsError, match="neither"):
+        load_pretrained(tmp_path / "other.safetensors")
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"features.0.weight": torch.zeros(1), "payload": _Exploit(marker)}, path)
+    with pytest.raises(WeightsError, match="refused"):
+        load_pretrained(path)
+    assert not marker.exists()
