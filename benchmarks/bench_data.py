@@ -7,7 +7,7 @@
    augmentation, torchvision v2 RandomShortestSize(256..512) + RandomCrop(224)), same workers.
 
 Prints medians and ratios and a markdown section, also written to benchmarks/results/data.md.
-Usage: python benchmarks/bench_data.py [--repeats 3] [--images 2000] [--workers 2]
+Usage: python benchmarks/bench_data.py [--repeats 3] [--jpeg-repeats 2] [--images 2000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
+    load = ", load average {:.1f} at start (a shared machine lowers both columns)".format(os.getloadavg()[0])
+    return (f"{cpu}, {os.cpu_count()} cores{load}, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {PIL.__version__}")
 
 
@@ -137,6 +138,7 @@ def bench_jpeg(repeats: int, count: int, batch: int, workers: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--jpeg-repeats", type=int, default=2)
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=128, help="Fashion-MNIST batch size")
@@ -162,7 +164,7 @@ def main() -> None:
     else:
         lines += ["Fashion-MNIST benchmark skipped: /usr/share/datasets/fashion-mnist not found "
                   "(`apt install dataset-fashion-mnist`).", ""]
-    j = bench_jpeg(args.repeats, args.images, args.jpeg_batch, args.workers)
+    j = bench_jpeg(args.jpeg_repeats, args.images, args.jpeg_batch, args.workers)
     r1, r2 = j["ours"] / j["torchvision_rrc"], j["ours"] / j["torchvision_jitter"]
     print(f"jpeg folder: ours {j['ours']:.0f} img/s, torchvision RandomResizedCrop {j['torchvision_rrc']:.0f} img/s "
           f"({r1:.2f}x), torchvision scale jitter {j['torchvision_jitter']:.0f} img/s ({r2:.2f}x)")
@@ -175,7 +177,7 @@ def main() -> None:
         f"| {j['torchvision_rrc']:.0f} | {r1:.2f}x |",
         f"| torchvision ImageFolder + v2 RandomShortestSize(256..512) + RandomCrop(224) + flip (same augmentation) "
         f"| {j['torchvision_jitter']:.0f} | {r2:.2f}x |", "",
-        f"Medians of {args.repeats} full epochs each (worker start-up included for all). Target: no slower than "
+        f"Medians of {args.jpeg_repeats} full epochs each (worker start-up included for all). Target: no slower than "
         f"RandomResizedCrop. Generating the JPEGs took {j['generate_s']:.0f} s (not timed above).", "",
         "Rerun: `python benchmarks/bench_data.py`.", "",
     ]

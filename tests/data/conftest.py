@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from vggnet.data import formats
+
+# --import-mode=importlib puts no test folder on sys.path; the tests import data_layouts from here.
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

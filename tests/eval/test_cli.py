@@ -14,17 +14,17 @@ from .conftest import write_run
 
 
 def test_eval_writes_eval_json_and_prints_a_table(run_dir, capsys):
-    assert main(["eval", str(run_dir), "--protocol", "centre", "dense", "--limit", "12", "--device", "cpu"]) == 0
+    assert main(["eval", str(run_dir), "--protocol", "centre", "dense", "--limit", "6", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "top-1 err (%)" in out and "top-5 err (%)" in out
     lines = out.splitlines()
     assert any(line.startswith("centre") for line in lines) and any(line.startswith("dense") for line in lines)
     result = json.loads((run_dir / "eval.json").read_text())
-    assert result["protocols"]["centre"]["n"] == 12
+    assert result["protocols"]["centre"]["n"] == 6
     assert {"top1_error", "top5_error", "n"} <= set(result["protocols"]["dense"])
     assert len(result["confusion"]) == 10 and len(result["classes"]) == 10
     # a later run of another protocol keeps the earlier rows
-    assert main(["eval", str(run_dir), "--protocol", "multi_crop", "--scales", "32", "--limit", "12"]) == 0
+    assert main(["eval", str(run_dir), "--protocol", "multi_crop", "--scales", "32", "--limit", "6"]) == 0
     result = json.loads((run_dir / "eval.json").read_text())
     assert set(result["protocols"]) == {"centre", "dense", "multi_crop"}
 

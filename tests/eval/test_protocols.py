@@ -75,8 +75,8 @@ def test_multi_crop_takes_50_crops_per_scale_at_the_grid(model, prep):
         probs = P.multi_crop(model, images, prep, scales=[32], batch_size=1000)
         crops = torch.cat(seen)
         seen.clear()
-        P.multi_crop(model, images, prep, scales=[32, 36, 40], batch_size=1000)
-        assert len(torch.cat(seen)) == 2 * 150
+        P.multi_crop(model, images[:1], prep, scales=[32, 36, 40], batch_size=1000)
+        assert len(torch.cat(seen)) == 150
     finally:
         hook.remove()
     assert len(crops) == 2 * 50

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -112,6 +113,8 @@ def test_finetune_runs_through_the_trainer(tmp_path):
                                       "health_every": 0}, "device": "cpu"})
     result = ft.finetune(tmp_path / "pre.safetensors", cfg, tmp_path / "run", mode="frozen")
     tuned = load_weights(result.out_dir / "model.safetensors")
+    record = json.loads((result.out_dir / "finetune.json").read_text())
+    assert record["mode"] == "frozen" and "block1" in record["frozen"]
     assert tuned.config["num_classes"] == 3
     for key, value in source.features.state_dict().items():
         assert torch.equal(tuned.features.state_dict()[key], value), key

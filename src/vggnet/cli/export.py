@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vggnet.transfer.export import _example, export, max_difference
+    from vggnet.transfer.export import example_input, export, max_difference
     from vggnet.transfer.formats import load_pretrained, save_as
 
     model = load_pretrained(args.weights, head=args.head).eval()

@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     signal.signal(signal.SIGTERM, _interrupt)
     result = run_sweep(spec, jobs=args.jobs, retry_failed=args.retry_failed)
+    if spec.report.get("ensembles"):
+        from vggnet.experiments.studies import run_ensembles  # needs the eval stack; only when asked
+
+        run_ensembles(result.out)
     report = render_sweep(result.out)
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
     print(f"sweep {result.out}: {counts}; report: {report}")

@@ -28,10 +28,10 @@ from vggnet.data.sources import Dataset, Split, seed_of
 from vggnet.errors import ConfigError, DataError
 from vggnet.train.recipe import DataConfig
 
-__all__ = ["Loader", "make_loader", "iter_raw", "load_image", "test_scale"]
+__all__ = ["Loader", "make_loader", "iter_raw", "load_image", "eval_scale"]
 
 
-def test_scale(cfg: DataConfig) -> int | None:
+def eval_scale(cfg: DataConfig) -> int | None:
     """Q for single-scale evaluation: data.test_scale, else S (fixed), else the paper's
     Q = (Smin + Smax) / 2 for jittered S, else None (no rescale)."""
     if cfg.test_scale is not None:
@@ -130,7 +130,7 @@ class MemoryLoader(Loader):
             if small:
                 return A.pad_random_crop(A.centre_pad(x, size), cfg.pad, g)
             return A.random_crop(x, size, g)
-        q = test_scale(cfg)
+        q = eval_scale(cfg)
         if q is not None:
             return A.centre_crop(A.rescale(x, q), size)
         return A.centre_pad(x, size) if small else A.centre_crop(x, size)
@@ -152,7 +152,7 @@ class FolderLoader(Loader):
                  device: torch.device, **kw) -> None:  # noqa: ANN003
         super().__init__(len(split), shuffle=train, **kw)
         size = cfg.image_size
-        scale = (cfg.scale or [size]) if train else [test_scale(cfg) or size]
+        scale = (cfg.scale or [size]) if train else [eval_scale(cfg) or size]
         self.items = FolderItems(split.paths, split.labels, size, scale, train, self.seed)
         self.device, self.workers = device, cfg.workers
         self.finish = _Finish(cfg, train, stats, 3, channels)

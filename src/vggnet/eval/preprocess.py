@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from vggnet.data import augment as A
-from vggnet.data.loaders import test_scale
+from vggnet.data.loaders import eval_scale
 from vggnet.errors import ConfigError, WeightsError
 from vggnet.train.recipe import DataConfig, RunConfig
 
@@ -55,7 +55,7 @@ class Preprocessing:
     @property
     def test_scale(self) -> int:
         """Single-scale Q: data.test_scale, else S, else (Smin + Smax) / 2, else the crop size."""
-        return test_scale(self.data) or self.crop
+        return eval_scale(self.data) or self.crop
 
     def default_scales(self, min_input: int) -> list[int]:
         """The paper's multi-scale Q set: {S-32, S, S+32} for fixed S, {Smin, (Smin+Smax)/2, Smax} for

@@ -18,9 +18,9 @@ import yaml
 from vggnet.errors import ConfigError
 from vggnet.experiments import plots
 from vggnet.experiments.index import read_rows
-from vggnet.experiments.paper import TABLE5, table3_reference, table5_reference
+from vggnet.experiments.paper import TABLE5, TABLE6, TABLE6_COLUMNS, table3_reference, table5_reference
 from vggnet.experiments.runs import accuracy, primary_protocol, read_config, read_json, read_metrics
-from vggnet.experiments.summary import NEVER_LEARNED_MARGIN, cell_stats, fmt_pct, protocol_stats
+from vggnet.experiments.summary import NEVER_LEARNED_MARGIN, cell_stats, fmt_pct, mean_std, protocol_stats
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
@@ -243,6 +243,27 @@ def _paper_section(rows: list[dict[str, Any]], stats: list[dict[str, Any]]) -> l
     return out
 
 
+def _ensembles_section(sweep_dir: Path) -> list[str]:
+    """Table 6: ensembles over seeds (from studies.run_ensembles) next to the paper's."""
+    ensembles = read_json(sweep_dir / "ensembles.json")
+    body = []
+    for name, results in ensembles.items():
+        by_protocol: dict[str, list[float]] = {}
+        for result in results:
+            for row, figures in result["protocols"].items():
+                by_protocol.setdefault(row.split(":", 1)[-1], []).append(100 * figures["top1_error"])
+        for protocol, errors in by_protocol.items():
+            mean, std = mean_std(errors)
+            ref = TABLE6.get(f"{name}, {TABLE6_COLUMNS.get(protocol, protocol)}")
+            body.append([name, protocol, f"{mean:.2f} ± {std:.2f} (n={len(errors)})",
+                         f"{ref[0]:.1f} / {ref[1]:.1f}" if ref else "–"])
+    if not body:
+        return []
+    return ["<h2>Ensembles (Table 6)</h2><p>Posteriors of the members averaged, members paired by seed.</p>",
+            _table(["ensemble", "protocol", "ours top-1 err %", "paper top-1 / top-5"], body, left=2,
+                   cls="ensembles")]
+
+
 def render_sweep(sweep_dir: str | Path) -> Path:
     """Write sweep_dir/report.html: per-cell statistics, box plots, curves, failures."""
     sweep_dir = Path(sweep_dir)
@@ -265,6 +286,7 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      _img(png, "accuracy box plot")]
         body += _paper_section(rows, stats)
+        body += _ensembles_section(sweep_dir)
         curves: dict[str, list[list[dict[str, Any]]]] = {}
         for row in rows:
             epochs, _ = read_metrics(sweep_dir / "cells" / row["id"])
@@ -289,3 +311,25 @@ def render(path: str | Path) -> Path:
     """A sweep directory (has sweep.db) or a run directory."""
     path = Path(path)
     return render_sweep(path) if (path / "sweep.db").is_file() else render_run(path)
+
+
+def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str:
+    """The per-cell table as Markdown (for docs/RESULTS.md), optionally saving the box plot."""
+    sweep_dir = Path(sweep_dir)
+    spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
+    stats = cell_stats(read_rows(sweep_dir))
+    if not stats:
+        return "(no runs)\n"
+    axes = list(stats[0]["key"])
+    lines = ["| " + " | ".join([a.split(".")[-1] for a in axes] + ["n", "test top-1 % (mean ± std)", "min", "max",
+                                                                  "never learned"]) + " |",
+             "|" + "---|" * (len(axes) + 5)]
+    for s in stats:
+        stuck = "–" if s["never_learned"] is None else f"{round(s['never_learned'] * s['n'])}/{s['n']}"
+        lines.append("| " + " | ".join([str(s["key"][a]) for a in axes] + [
+            f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else ""), fmt_pct(s["mean"], s["std"]),
+            fmt_pct(s["min"]), fmt_pct(s["max"]), stuck]) + " |")
+    if plot is not None and any(s["accs"] for s in stats):
+        x_axis = _x_axis(spec or {}, stats)
+        Path(plot).write_bytes(plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats))
+    return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ there are GPUs).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -171,7 +172,7 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
         for cell, proc, start, out, err in running.values():
-            proc.terminate()
+            proc.send_signal(signal.SIGINT)  # the trainer saves a checkpoint on SIGINT
         for cell, proc, start, out, err in running.values():
             try:
                 proc.wait(timeout=30)

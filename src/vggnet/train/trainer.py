@@ -52,7 +52,7 @@ def preprocessing(cfg: RunConfig, stats: augment.Stats, channels: int) -> dict[s
     """What a set of weights expects of its input; travels in model.safetensors."""
     d = cfg.data
     return {"dataset": d.name, "channels": channels, "image_size": d.image_size, "scale": d.scale,
-            "test_scale": d.test_scale, "normalize": d.normalize, "stats": stats.to_dict()}
+            "test_scale": d.test_scale, "pad": d.pad, "normalize": d.normalize, "stats": stats.to_dict()}
 
 
 def make_model(cfg: RunConfig, num_classes: int, channels: int) -> VGG:
@@ -117,7 +117,7 @@ class Trainer:
         self.early = PlateauState()
         self.epoch, self.batch, self.step = 0, 0, 0
         self.best_val, self.lr_factor, self.rollbacks = -1.0, 1.0, 0
-        self.acc = [0.0, 0.0, 0.0]  # loss sum, correct, images of the current epoch
+        self.acc = self._zero_acc()  # loss sum, correct, images of the current epoch (on device: no sync)
         self.wall = 0.0
         self.stopped_early = False
         self.callbacks = list(callbacks)
@@ -165,7 +165,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "epoch": self.epoch, "batch": self.batch, "step": self.step, "best_val": self.best_val,
-                "lr_factor": self.lr_factor, "rollbacks": self.rollbacks, "acc": list(self.acc), "wall": self.wall,
+                "lr_factor": self.lr_factor, "rollbacks": self.rollbacks, "acc": self.acc.tolist(), "wall": self.wall,
                 "plateau": self.plateau.to_dict(), "early": self.early.to_dict(), "rng": checkpoint.rng_state(),
                 "metrics_lines": len(self.metrics)}
 
@@ -174,7 +174,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.best_val, self.lr_factor, self.rollbacks = state["best_val"], state["lr_factor"], state["rollbacks"]
-        self.acc, self.wall = list(state["acc"]), state["wall"]
+        self.acc, self.wall = torch.tensor(state["acc"], dtype=torch.float64, device=self.device), state["wall"]
         self.plateau, self.early = PlateauState(**state["plateau"]), PlateauState(**state["early"])
         checkpoint.set_rng_state(state["rng"])
 
@@ -211,7 +211,7 @@ class Trainer:
 
     def _event(self, event: dict[str, Any]) -> None:
         """Health events and notes: into metrics.jsonl, printed once in plain words."""
-        record = {"epoch": self.epoch, "step": self.step, **event}
+        record = {"epoch": self.epoch, "step": self.step, **{k: v for k, v in event.items() if v is not None}}
         self._log(record)
         if self.ctx.is_main and "message" in event:
             fix = f" Fix: {event['fix']}" if event.get("fix") else ""
@@ -225,32 +225,37 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         return lr
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float] | None:
-        """One optimizer step; None if the loss was not finite (the step is skipped)."""
+    def _zero_acc(self) -> torch.Tensor:
+        return torch.zeros(3, dtype=torch.float64, device=self.device)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """One optimizer step -> [loss sum, correct, images] on the device; None if the loss
+        was not finite (the step is skipped, the one host sync per step)."""
         t = self.cfg.train
+        step = self.step
         if t.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.monitor is not None:
-            self.monitor.before_step(self.step)
+            self.monitor.before_step(step)
         with self._autocast():
             logits = self.net(x)
             loss = self.criterion(logits.float(), y)
         if not torch.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
             return None
+        stats = torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                             torch.tensor(float(len(y)), dtype=torch.float64, device=loss.device)])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.monitor is not None:
-            self.monitor.after_backward(self.step)
+            self.monitor.after_backward(step)
         if t.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
         self.step += 1
-        loss_value = loss.item()
         if self.monitor is not None:
-            self.monitor.after_step(self.step, loss_value)
-        correct = (logits.argmax(1) == y).sum().item()
-        return loss_value * len(y), correct
+            self.monitor.after_step(step, loss.detach())
+        return stats
 
     def _nonfinite(self, good: dict[str, Any]) -> dict[str, Any]:
         where = f"epoch {self.epoch + 1}, step {self.step}"
@@ -284,14 +289,13 @@ class Trainer:
             if out is None:
                 good = self._nonfinite(good)
                 continue
-            self.acc[0] += out[0]
-            self.acc[1] += out[1]
-            self.acc[2] += len(y)
+            self.acc += out
             images += len(y) * self.ctx.world_size
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{self.acc[0] / self.acc[2]:.3f}",
-                                img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
+                if self.batch % 20 == 0:
+                    bar.set_postfix(loss=f"{(self.acc[0] / self.acc[2]).item():.3f}",
+                                    img_s=f"{images / (time.perf_counter() - start):.0f}", refresh=False)
             if time.monotonic() - self.last_save > self.cfg.train.checkpoint_minutes * 60:
                 self.wall += time.perf_counter() - timer
                 timer = time.perf_counter()
@@ -329,7 +333,7 @@ class Trainer:
 
     def end_epoch(self, epoch_start_wall: float) -> bool:
         """Validate, log, save; True when training should stop (early stopping)."""
-        loss_sum, correct, n = distributed.all_sum(self.acc, self.ctx)
+        loss_sum, correct, n = distributed.all_sum(self.acc.tolist(), self.ctx)
         val_loss, val_top1, preds, labels = self.validate()
         epoch_wall = self.wall - epoch_start_wall
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": loss_sum / max(n, 1),
@@ -359,7 +363,7 @@ class Trainer:
             stop = self.early.bad_epochs >= patience
         self.epoch += 1
         self.batch = 0
-        self.acc = [0.0, 0.0, 0.0]
+        self.acc = self._zero_acc()
         self.save_checkpoint()
         return distributed.broadcast_flag(stop, self.ctx)
 

@@ -88,11 +88,11 @@ def export_onnx(model: VGG, path: str | Path, *, image_size: int | None = None, 
 def export_torchscript(model: VGG, path: str | Path, *, image_size: int | None = None) -> Path:
     """A traced TorchScript module (``torch.jit.load``); metadata in the extra file vggnet.json."""
     wrapped = _Logits(model).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(wrapped, example_input(model, image_size))
     extra = {"vggnet.json": json.dumps(_metadata(model))}
-    atomic_write(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice: TorchScript is what was asked for
+        traced = torch.jit.trace(wrapped, example_input(model, image_size))
+        atomic_write(path, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
     return Path(path)
 
 
@@ -115,7 +115,8 @@ def max_difference(model: VGG, path: str | Path, fmt: str, x: torch.Tensor) -> f
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out = torch.from_numpy(session.run(["logits"], {"images": x.numpy()})[0])
     elif fmt == "torchscript":
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             out = torch.jit.load(str(path))(x)
     else:
         raise WeightsError(f"cannot check format '{fmt}'")

@@ -14,6 +14,7 @@ Modes:
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from torch import nn
 from vggnet.errors import ConfigError
 from vggnet.model import init as init_lib
 from vggnet.model.vgg import VGG
+from vggnet.model.weights import atomic_write
 from vggnet.train.recipe import RunConfig, validate
 from vggnet.transfer import preprocess
 
@@ -141,4 +143,9 @@ def finetune(weights: str | Path, cfg: RunConfig, out_dir: str | Path | None = N
         cfg.data.normalize = pre["normalize"]
     cfg.name = cfg.name or f"finetune-{cfg.model.name}-{cfg.data.name}-{mode}"
     validate(cfg)
-    return trainer.fit(cfg, out_dir, model=model, param_groups=groups)
+    result = trainer.fit(cfg, out_dir, model=model, param_groups=groups)
+    record = {"weights": str(weights), "source": model.metadata.get("source"), "mode": mode,
+              "lr_scales": {g["name"]: g["lr_scale"] for g in groups},
+              "frozen": [name for name in GROUPS if name not in {g["name"] for g in groups}]}
+    atomic_write(Path(result.out_dir) / "finetune.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    return result
