@@ -62,7 +62,7 @@ def test_weights_of_another_config_name_both(run_dir, capsys):
 
 def test_missing_run_is_one_line(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nope")]) == 2
-    assert "neither a run directory nor a weights file" in capsys.readouterr().err
+    assert "not found: give a file, a run directory, or torchvision:NAME" in capsys.readouterr().err
 
 
 @pytest.fixture

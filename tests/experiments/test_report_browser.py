@@ -36,7 +36,7 @@ def test_sweep_report_renders_in_chromium(tmp_path, fake_train):
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(f"base: {{data: {{name: synthetic, num_classes: 4}}}}\n"
                          f"grid: {{model.name: [A, E], train.batch_size: [8, 64]}}\nseeds: [0, 1]\n"
-                         f"out: {tmp_path / 'sweep'}\n")
+                         f"out: {tmp_path / 'sweep'}\nreport: {{paper: true}}\n")
     spec = load_spec(spec_path)
     run_sweep(spec, command=fake_train, log=lambda _: None)
     dom = chromium("--dump-dom", render_sweep(spec.out).as_uri()).stdout

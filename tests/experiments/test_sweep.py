@@ -37,10 +37,10 @@ def test_grid_named_axes_exclude_seeds_and_budget(tmp_path):
         budgets={"small": {"set": {"model.width": 0.25}, "grid": {"model.name": ["A"]}, "seeds": [5]}},
     )
     cells = expand(load_spec(path))
-    assert [(c.key["model.name"], c.key["norm"], c.seed) for c in cells] == [
-        ("A", "none", 0), ("A", "none", 1), ("A", "bn", 0), ("A", "bn", 1), ("E", "bn", 0), ("E", "bn", 1)]
-    assert cells[2].overrides == {"model.name": "A", "model.batch_norm": True, "data.normalize": "none", "seed": 0}
-    assert cells[2].dir == tmp_path / "sweep" / "cells" / "name=A,norm=bn" / "seed0"
+    assert [(c.key["model.name"], c.key["norm"], c.seed) for c in cells] == [  # seed-major
+        ("A", "none", 0), ("A", "bn", 0), ("E", "bn", 0), ("A", "none", 1), ("A", "bn", 1), ("E", "bn", 1)]
+    assert cells[1].overrides == {"model.name": "A", "model.batch_norm": True, "data.normalize": "none", "seed": 0}
+    assert cells[1].dir == tmp_path / "sweep" / "cells" / "name=A,norm=bn" / "seed0"
     small = load_spec(path, budget="small")
     assert small.out == tmp_path / "sweep-small"
     assert [(c.key["model.name"], c.seed, c.overrides["model.width"]) for c in expand(small)] == [
@@ -133,7 +133,7 @@ def test_cells_that_point_into_another_cell_run_after_it(tmp_path, fake_train):
 
 def test_sweep_report_tables_and_box_plot(tmp_path, fake_train):
     spec = load_spec(write_spec(tmp_path, grid={"model.name": ["A", "B"], "train.batch_size": [8, 32]},
-                                seeds=[0, 1, 2]))
+                                seeds=[0, 1, 2], report={"paper": True}))
     run_sweep(spec, command=fake_train, log=lambda _: None)
     html = render_sweep(spec.out).read_text()
     assert html.count("data:image/png;base64,") == 2

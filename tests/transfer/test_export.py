@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import onnx
 import pytest
 import torch
 
@@ -14,6 +13,9 @@ from vggnet.model.vgg import build_model
 from vggnet.transfer.export import export, max_difference
 from vggnet.transfer.formats import load_pretrained, save_as
 from vggnet.transfer.preprocess import imagenet
+
+onnx = pytest.importorskip("onnx")  # the [transfer] extra, with onnxruntime
+pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.parametrize("head,size", [("gap", 32), ("fc", 32), ("conv", 224)])
@@ -57,5 +59,6 @@ def test_export_command(tmp_path, capsys):
     assert main(["export", str(tmp_path / "w.safetensors"), "--format", "keras", "--out", str(tmp_path / "w.h5")]) == 2
     model_fc = build_model("A", num_classes=4, width=0.125, head="fc", seed=0)
     save_as(model_fc, tmp_path / "fc.safetensors")
-    assert main(["export", str(tmp_path / "fc.safetensors"), "--format", "timm", "--out", str(tmp_path / "t.safetensors")]) == 0
+    timm_file = str(tmp_path / "t.safetensors")
+    assert main(["export", str(tmp_path / "fc.safetensors"), "--format", "timm", "--out", timm_file]) == 0
     assert torch.equal(load_pretrained(tmp_path / "t.safetensors").features[0].weight, model_fc.features[0].weight)

@@ -16,6 +16,8 @@ from vggnet.transfer.features import Describer, describe, linear_probe, save_fea
 from vggnet.transfer.formats import save_as
 from vggnet.transfer.preprocess import imagenet
 
+pytest.importorskip("sklearn")  # the [transfer] extra
+
 PRE = {**imagenet(), "image_size": 32}
 
 
@@ -112,7 +114,10 @@ def test_linear_probe_on_a_trained_fashion_mnist_net_is_far_above_chance():
     model = _train_fashion_mnist()
     ds = sources.get(DataConfig(name="fashion-mnist", subset=2000, download=False), seed=0)
     pre = model.metadata["preprocessing"]
-    batches = lambda split, n: ((split.images[i : i + 500], split.labels[i : i + 500]) for i in range(0, n, 500))  # noqa: E731
+
+    def batches(split, n):
+        return ((split.images[i : i + 500], split.labels[i : i + 500]) for i in range(0, n, 500))
+
     train = describe(model, batches(ds.train, 2000), pre, layer="conv")
     test = describe(model, batches(ds.test, 2000), pre, layer="conv")
     result = linear_probe(*train, *test, kind="svm")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import urllib.error
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -15,6 +14,8 @@ from vggnet.errors import WeightsError
 from vggnet.model.vgg import build_model
 from vggnet.transfer import formats, preprocess
 from vggnet.transfer.formats import load_pretrained, save_as
+
+h5py = pytest.importorskip("h5py")  # the [transfer] extra
 
 KERAS_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 

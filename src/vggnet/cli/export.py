@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {save_as(model, args.out, args.format)}")
         return 0
     path = export(model, args.out, args.format, image_size=args.image_size)
-    x = torch.randn(2, *example_input(model, args.image_size).shape[1:], generator=torch.Generator().manual_seed(0))
-    print(f"wrote {path}; max |{args.format} - PyTorch| on a batch of 2: {max_difference(model, path, args.format, x):.2e}")
+    shape = example_input(model, args.image_size).shape[1:]
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    diff = max_difference(model, path, args.format, x)
+    print(f"wrote {path}; max |{args.format} - PyTorch| on a batch of 2: {diff:.2e}")
     return 0

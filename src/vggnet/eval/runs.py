@@ -56,13 +56,11 @@ def load(path: str | Path, *, data: str | None = None, data_dir: str | None = No
 
     For a run, the model is built from config.yaml and the weights loaded into it, so weights of
     another config are an error naming both. ``data`` / ``data_dir`` override data.name / data.dir."""
+    spec = str(path)
     path = Path(path)
-    weights = weights_of(path)
-    meta = read_metadata(weights) if weights.suffix == ".safetensors" else {}
-    if "model" not in meta:
-        raise WeightsError(f"{weights} carries no vggnet metadata; evaluate the model.safetensors of a run, "
-                           "or save one with vggnet.save_weights")
     if path.is_dir():
+        weights = weights_of(path)
+        meta = read_metadata(weights)
         if not (path / CONFIG_NAME).is_file():
             raise ConfigError(f"{path} has no {CONFIG_NAME}; pass the weights file with --data NAME instead")
         cfg = recipe.load(path / CONFIG_NAME)
@@ -72,10 +70,14 @@ def load(path: str | Path, *, data: str | None = None, data_dir: str | None = No
                                in_channels=int(m.get("in_channels", 3)), width=cfg.model.width,
                                dropout=cfg.model.dropout, init=None)
         model = load_weights(weights, expected)
-    else:
-        model = load_weights(weights)
+    else:  # any weights file or torchvision:NAME; Keras BGR / 0-255 input folded into the model
+        from vggnet.transfer.formats import load_pretrained
+        from vggnet.transfer.preprocess import canonical
+
+        model = canonical(load_pretrained(spec))
+        meta, weights = model.metadata, path
         cfg = RunConfig()
-        cfg.data = Preprocessing.from_metadata(meta, str(weights)).data  # raises when it has none
+        cfg.data = Preprocessing.from_metadata(meta, spec).data  # raises when it has none
     if data is not None:
         cfg.data.name = data
     if data_dir is not None:

@@ -75,7 +75,8 @@ def box_by_x(stats: list[dict[str, Any]], x_axis: str) -> bytes:
         groups.setdefault(label, {})[cell["key"].get(x_axis)] = [100 * a for a in cell["accs"]]
     cols = min(4, len(groups))
     rows = math.ceil(len(groups) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True,
+                             layout="constrained")
     for ax, (label, by_x) in zip(axes.flat, groups.items()):
         xs = sorted(by_x, key=lambda v: (isinstance(v, str), v))
         ax.boxplot([by_x[x] or [float("nan")] for x in xs])
@@ -112,7 +113,8 @@ def sweep_curves(curves: dict[str, list[list[dict[str, Any]]]], key: str = "val_
     items = list(curves.items())[:max_panels]
     cols = min(4, max(1, len(items)))
     rows = max(1, math.ceil(len(items) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.4 * rows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.4 * rows), squeeze=False, sharey=True,
+                             layout="constrained")
     for ax, (label, runs) in zip(axes.flat, items):
         for epochs in runs:
             x, y = _series(epochs, key)

@@ -186,7 +186,7 @@ def render_run(run_dir: str | Path) -> Path:
     body += _events_section(events)
     if config:
         body += ["<h2>Config</h2>", f"<pre>{_esc(yaml.safe_dump(config, sort_keys=False))}</pre>"]
-    return _write(run_dir / "report.html", _page(f"Run {config.get('name') or run_dir.name}", body))
+    return _write(run_dir / "report.html", _page(f"Run {config.get('name') or '/'.join(run_dir.resolve().parts[-2:])}", body))
 
 
 # --- a sweep -----------------------------------------------------------------------------------
@@ -285,7 +285,8 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             png = plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats)
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      _img(png, "accuracy box plot")]
-        body += _paper_section(rows, stats)
+        if (spec.get("report") or {}).get("paper"):
+            body += _paper_section(rows, stats)
         body += _ensembles_section(sweep_dir)
         curves: dict[str, list[list[dict[str, Any]]]] = {}
         for row in rows:

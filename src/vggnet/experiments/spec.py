@@ -167,15 +167,15 @@ def _excluded(key: dict[str, Any], exclude: list[dict[str, Any]]) -> bool:
 
 
 def expand(spec: Spec) -> list[Cell]:
-    """Every (grid point, seed) as a Cell with its resolved overrides, in a stable order."""
+    """Every (grid point, seed) as a Cell with its resolved overrides, seed-major: every grid
+    point's first seed before any second seed, so a sweep stopped early has seen every cell."""
     axes = list(spec.grid)
     choices = [list(v) if isinstance(v, dict) else v for v in spec.grid.values()]
+    points = [dict(zip(axes, p)) for p in (itertools.product(*choices) if axes else [()])]
+    points = [key for key in points if not _excluded(key, spec.exclude)]
     cells: list[Cell] = []
-    for point in itertools.product(*choices) if axes else [()]:
-        key = dict(zip(axes, point))
-        if _excluded(key, spec.exclude):
-            continue
-        for seed in spec.seeds:
+    for seed in spec.seeds:
+        for key in points:
             overrides = dict(spec.overrides)
             for axis, value in key.items():
                 variants = spec.grid[axis]

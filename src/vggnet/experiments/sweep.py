@@ -151,7 +151,7 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 out = open(cell.dir / "stdout.log", "ab")
                 err = open(cell.dir / "stderr.log", "wb")
                 proc = subprocess.Popen(_command(command, cell), stdout=out, stderr=err,
-                                        env=_env(slot, jobs, gpus), start_new_session=False)
+                                        env=_env(slot, jobs, gpus))
                 index.mark_running(cell.id, proc.pid)
                 running[slot] = (cell, proc, time.time(), out, err)
                 ran += 1
@@ -178,7 +178,11 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-            index.update(cell.id, status="pending", pid=None)
+                proc.wait()
+            if proc.returncode == 0:  # it finished before the signal reached it
+                _finish(index, cell, 0, time.time() - start, log)
+            else:
+                index.update(cell.id, status="pending", pid=None)
         raise
     finally:
         counts = index.counts()

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vggnet.errors import ConfigError
 from vggnet.train.health_monitor import Monitor, print_event, weight_layers
 
 # Calibrated (docs/diagnostics.md): a signal ratio below VANISH marks the deep nets that never
@@ -42,7 +43,7 @@ class LayerStats:
     """One weight layer at initialisation."""
 
     name: str  # module path, e.g. "features.0"
-    kind: str  # "conv3x3", "conv1x1", "fc", "linear"
+    kind: str  # "conv3x3", "conv1x1", "fc" (head), "output" (the last layer)
     act_std: float  # std of the ReLU output (the logits for the last layer)
     dead: float  # share of ReLU units that are 0 for every image (nan for the last layer)
     grad_norm: float  # L2 norm of the weight gradient
@@ -90,11 +91,12 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def _kind(module: nn.Module, in_features: bool) -> str:
-    if isinstance(module, nn.Linear):
-        return "linear" if not in_features else "fc"
-    k = module.kernel_size[0]
-    return "fc" if in_features else f"conv{k}x{k}"
+def _kind(module: nn.Module, *, head: bool, last: bool) -> str:
+    if last:
+        return "output"
+    if head or isinstance(module, nn.Linear):
+        return "fc"
+    return f"conv{module.kernel_size[0]}x{module.kernel_size[1]}"
 
 
 def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
@@ -102,8 +104,6 @@ def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
     (gradients cleared, mode restored)."""
     layers = weight_layers(model)
     if not layers:
-        from vggnet.errors import ConfigError
-
         raise ConfigError("diagnose needs a model with Conv2d or Linear layers")
     acts: dict[str, dict[str, torch.Tensor]] = {name: {} for name, _, _ in layers}
     handles = []
@@ -137,29 +137,16 @@ def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
         logits = model(x)
         loss = nn.functional.cross_entropy(logits.float(), y)
         loss.backward()
+        rows = _rows(layers, acts, classifier_modules, last_name)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    rows = []
-    for name, module, relu in layers:
-        rec = acts[name]
-        grad = module.weight.grad
-        is_head = id(module) in classifier_modules and isinstance(module, nn.Linear)
-        rows.append(LayerStats(
-            name=name, kind=_kind(module, is_head and name != last_name),
-            act_std=float(rec.get("std", torch.tensor(float("nan")))),
-            dead=float(rec["dead"]) if relu is not None and "dead" in rec else float("nan"),
-            grad_norm=float(grad.norm()) if grad is not None else 0.0,
-            signal_grad=float(rec.get("grad", torch.tensor(0.0))),
-            weight_std=float(module.weight.detach().float().std()),
-            grad_to_weight=_ratio(float(grad.norm()) if grad is not None else 0.0,
-                                  float(module.weight.detach().float().norm()))))
-    for p, g in zip(params, saved_grads):
-        p.grad = g
-    with torch.no_grad():
-        for b, saved in saved_buffers:
-            b.copy_(saved)
+        for p, g in zip(params, saved_grads):
+            p.grad = g
+        with torch.no_grad():
+            for b, saved in saved_buffers:
+                b.copy_(saved)
     num_classes = logits.shape[1]
     with torch.no_grad():
         lf = logits.detach().float()
@@ -167,6 +154,23 @@ def diagnose(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
         logit_std = float(lf.std())
     return _judge(rows, logit_std=logit_std, spread=spread, loss=float(loss.detach()), num_classes=num_classes,
                   model=dict(getattr(model, "config", {})))
+
+
+def _rows(layers: list, acts: dict, classifier_modules: set[int], last_name: str) -> list[LayerStats]:
+    rows = []
+    for name, module, relu in layers:
+        rec = acts[name]
+        grad = module.weight.grad
+        rows.append(LayerStats(
+            name=name, kind=_kind(module, head=id(module) in classifier_modules, last=name == last_name),
+            act_std=float(rec.get("std", torch.tensor(float("nan")))),
+            dead=float(rec["dead"]) if relu is not None and "dead" in rec else float("nan"),
+            grad_norm=float(grad.norm()) if grad is not None else 0.0,
+            signal_grad=float(rec.get("grad", torch.tensor(0.0))),
+            weight_std=float(module.weight.detach().float().std()),
+            grad_to_weight=_ratio(float(grad.norm()) if grad is not None else 0.0,
+                                  float(module.weight.detach().float().norm()))))
+    return rows
 
 
 def _finite(value: Any) -> Any:

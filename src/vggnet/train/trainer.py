@@ -82,7 +82,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.ds = sources.get(cfg.data, seed=cfg.seed)
-        self.stats = augment.compute_stats(self.ds.train, seed=cfg.seed)
+        self.stats = self._stats(model)
         self.channels = model.config["in_channels"] if model is not None else self.ds.channels
         self.model = model if model is not None else make_model(cfg, len(self.ds.classes), self.channels)
         if self.model.config["num_classes"] != len(self.ds.classes):
@@ -127,6 +127,18 @@ class Trainer:
         self.last_save = time.monotonic()
 
     # ---- set-up -------------------------------------------------------------------------
+    def _stats(self, model: VGG | None) -> augment.Stats:
+        """Normalisation statistics: those a pretrained model expects (fine-tuning), else the
+        training set's. The colour-shift PCA always comes from the training set."""
+        pre = (getattr(model, "metadata", None) or {}).get("preprocessing") or {}
+        if "stats" not in pre:
+            return augment.compute_stats(self.ds.train, seed=self.cfg.seed)
+        stats = augment.Stats.from_dict(pre["stats"])
+        if self.cfg.data.colour_shift > 0 and stats.eigval is None:
+            pca = augment.compute_stats(self.ds.train, seed=self.cfg.seed)
+            stats.eigval, stats.eigvec = pca.eigval, pca.eigvec
+        return stats
+
     def _param_groups(self, groups: list[dict] | None) -> list[dict]:
         if groups is None:
             groups = [{"params": list(self.model.parameters())}]

@@ -51,7 +51,7 @@ def load_pretrained(spec: str | Path, *, head: str | None = None) -> VGG:
 
 def _load_file(path: Path) -> VGG:
     suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5", ".keras"):
+    if suffix in (".h5", ".hdf5"):
         return read_keras(path)
     if suffix == ".safetensors" and "model" in read_metadata(path):
         return load_weights(path)
