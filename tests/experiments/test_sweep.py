@@ -146,3 +146,12 @@ def test_sweep_report_tables_and_box_plot(tmp_path, fake_train):
 def test_never_learned_margin():
     assert never_learned(0.149, 10) and not never_learned(0.151, 10)
     assert not never_learned(None, 10) and not never_learned(0.1, None)
+
+
+def test_changing_the_spec_under_finished_cells_is_refused(tmp_path, fake_train):
+    path = write_spec(tmp_path, grid={"train.lr": [0.1]}, seeds=[0])
+    run_sweep(load_spec(path), command=fake_train, log=lambda _: None)
+    changed = load_spec(path)
+    changed.overrides["train.batch_size"] = 16
+    with pytest.raises(ConfigError, match="spec changed for cell lr=0.1/seed0"):
+        run_sweep(changed, command=fake_train, log=lambda _: None)

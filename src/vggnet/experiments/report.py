@@ -191,6 +191,15 @@ def render_run(run_dir: str | Path) -> Path:
 
 # --- a sweep -----------------------------------------------------------------------------------
 
+def _stats(sweep_dir: Path, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Index rows and per-cell stats with each key in the spec's grid order (the index sorts them)."""
+    order = list((spec or {}).get("grid") or {})
+    rows = read_rows(sweep_dir)
+    for row in rows:
+        row["key"] = {k: row["key"][k] for k in sorted(row["key"], key=lambda k: order.index(k) if k in order else 99)}
+    return rows, cell_stats(rows)
+
+
 def _x_axis(spec: dict[str, Any], stats: list[dict[str, Any]]) -> str | None:
     wanted = (spec.get("report") or {}).get("x")
     axes = list(stats[0]["key"]) if stats else []
@@ -271,8 +280,7 @@ def render_sweep(sweep_dir: str | Path) -> Path:
         raise ConfigError(f"{sweep_dir} has no sweep.db; give a sweep directory (vggnet sweep --out DIR)")
     spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
     spec = spec or {}
-    rows = read_rows(sweep_dir)
-    stats = cell_stats(rows)
+    rows, stats = _stats(sweep_dir, spec)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "running", "pending")}
     title = f"Sweep {spec.get('study') or sweep_dir.name}" + (f" ({spec['budget']} budget)" if spec.get("budget") else "")
     body = [f"<p>{len(rows)} runs: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ". "
@@ -318,7 +326,7 @@ def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str
     """The per-cell table as Markdown (for docs/RESULTS.md), optionally saving the box plot."""
     sweep_dir = Path(sweep_dir)
     spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
-    stats = cell_stats(read_rows(sweep_dir))
+    _, stats = _stats(sweep_dir, spec)
     if not stats:
         return "(no runs)\n"
     axes = list(stats[0]["key"])

@@ -90,7 +90,13 @@ def prepare(spec: Spec) -> tuple[list[Cell], Index]:
         cell.dir.mkdir(parents=True, exist_ok=True)
         cfg = cell_config(spec, cell)
         cfg.train.progress = False  # no progress bars in log files
-        recipe.dump(cfg, cell.dir / "cell.yaml")
+        path = cell.dir / "cell.yaml"
+        text = yaml.safe_dump(recipe.to_dict(cfg), sort_keys=False)
+        started = (cell.dir / "metrics.jsonl").is_file() or (cell.dir / "checkpoints" / "last.pt").is_file()
+        if started and path.is_file() and path.read_text() != text:
+            raise ConfigError(f"the spec changed for cell {cell.id}, which has already run; sweep into a new "
+                              f"--out, or delete {cell.dir} to rerun it")
+        path.write_text(text)
         index.add(cell.id, cell.key_json, cell.seed, str(cell.dir.resolve()))
     (spec.out / "spec.yaml").write_text(yaml.safe_dump({
         "study": spec.study, "budget": spec.budget, "grid": spec.grid, "seeds": spec.seeds,
