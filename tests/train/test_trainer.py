@@ -113,7 +113,8 @@ def test_sigint_saves_and_exits_cleanly(tmp_path, tiny_sets):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "Resume with: vggnet train --out" in out
-    assert (tmp_path / "run/checkpoints/last.pt").is_file()
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] < 50  # stopped where it was, not at the end
 
 
 def test_nonfinite_loss_rolls_back_with_lower_lr(tmp_path, tiny_cfg):

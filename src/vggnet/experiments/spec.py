@@ -69,15 +69,8 @@ class Spec:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"sweep spec {path} not found; see configs/studies/ for examples")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must be a mapping with base:, grid:, seeds:, out:")
-    return data
+    return recipe.read_yaml(path, "sweep spec", "see configs/studies/ for examples",
+                     "a mapping with base:, grid:, seeds:, out:")
 
 
 def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | None = None) -> Spec:

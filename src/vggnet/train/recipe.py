@@ -2,7 +2,8 @@
 
 Every default is visible here, with the reason next to it. `load()` validates and
 suggests the nearest valid key for a typo; `dump()` writes the fully resolved config,
-which `load()` reads back unchanged.
+which `load()` reads back unchanged. The defaults are the out-of-the-box run (`vggnet train`,
+Fashion-MNIST); a preset in configs/ sets every key in which it differs from them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class ModelConfig:
     batch_norm: bool = True  # seed 001: BN is what makes deep VGGs train reliably
     head: str = "gap"  # "fc" (paper), "conv" (dense evaluation), "gap" (small images)
     init: str = "kaiming"  # "paper" | "std0.01" | "glorot" | "kaiming"
-    width: float = 1.0  # channel multiplier; 0.5 halves every layer
+    width: float = 0.5  # channel multiplier; half width: the best accuracy per CPU-minute on Fashion-MNIST
     dropout: float = 0.5  # paper: 0.5 after FC1 and FC2
     pre_initialise: str | None = None  # weights file of a trained A (paper 3.1)
 
@@ -53,11 +54,11 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: int = 15
     max_steps: int | None = None  # stop after this many optimizer steps
     batch_size: int = 128
     optimizer: str = "sgd"  # "sgd" (paper) | "adam" (seed 002)
-    lr: float = 0.05
+    lr: float = 0.1  # peak of the one-cycle schedule (BN nets take it)
     momentum: float = 0.9  # paper
     weight_decay: float = 5e-4  # paper
     nesterov: bool = True
@@ -66,7 +67,7 @@ class TrainConfig:
     plateau_patience: int = 2  # epochs without val improvement before lr /= 10 (paper rule)
     plateau_max_decreases: int = 3  # paper: 3 decreases
     step_size: int = 30  # "step": epochs between /10
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1  # +~0.2% on Fashion-MNIST; the paper used none
     grad_clip: float | None = None  # max global grad norm
     early_stop_patience: int | None = None  # seed 001 used 10
     amp: bool = True  # bf16 autocast (CPU and GPU)
@@ -80,8 +81,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    protocols: list[str] = field(default_factory=lambda: ["centre"])
+    protocols: list[str] = field(default_factory=lambda: ["centre", "dense"])
     scales: list[int] | None = None  # Q values for multi-scale / multi-crop
+    limit: int | None = None  # score only the first N test images (quick studies)
     batch_size: int = 256
 
 
@@ -214,19 +216,26 @@ def from_dict(data: dict[str, Any] | None) -> RunConfig:
     return validate(cfg)
 
 
+def read_yaml(path: str | Path, what: str, where: str, shape: str) -> dict[str, Any]:
+    """A YAML mapping from ``path``, or a ConfigError saying what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found; {where}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must be {shape}")
+    return data
+
+
 def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read a YAML recipe (or the defaults), apply `key=value` overrides, validate."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found; see configs/ for presets")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must be a YAML mapping of sections (model:, data:, train:, ...)")
+        data = read_yaml(path, "config file", "configs/ has presets",
+                         "a YAML mapping of sections (model:, data:, train:, ...)")
     cfg = RunConfig()
     _merge(cfg, data)
     for text in overrides:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ from torch import nn
 
 from vggnet.data import augment, loaders, sources
 from vggnet.errors import ConfigError, TrainingError
-from vggnet.model.init import pre_initialise
-from vggnet.model.vgg import VGG, build_model
+from vggnet.model.vgg import VGG
 from vggnet.model.weights import load_weights, save_weights
 from vggnet.train import checkpoint, distributed
 from vggnet.train.recipe import RunConfig, dump
+from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 
 MAX_ROLLBACKS = 3
@@ -39,31 +38,6 @@ class RunResult:
     test: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def default_out_dir(cfg: RunConfig) -> Path:
-    if cfg.name:
-        return Path("runs") / cfg.name
-    bn = "-bn" if cfg.model.batch_norm else ""
-    return Path("runs") / f"{cfg.data.name}-{cfg.model.name}{bn}-s{cfg.seed}"
-
-
-def preprocessing(cfg: RunConfig, stats: augment.Stats, channels: int) -> dict[str, Any]:
-    """What a set of weights expects of its input; travels in model.safetensors."""
-    d = cfg.data
-    return {"dataset": d.name, "channels": channels, "image_size": d.image_size, "scale": d.scale,
-            "test_scale": d.test_scale, "pad": d.pad, "normalize": d.normalize, "stats": stats.to_dict()}
-
-
-def make_model(cfg: RunConfig, num_classes: int, channels: int) -> VGG:
-    m = cfg.model
-    model = build_model(m.name, num_classes=num_classes, batch_norm=m.batch_norm, head=m.head,
-                        in_channels=channels, width=m.width, dropout=m.dropout, init=m.init, seed=cfg.seed)
-    if m.pre_initialise:
-        pre_initialise(model, load_weights(m.pre_initialise))
-    if cfg.init_from:
-        load_weights(cfg.init_from, model)
-    return model
 
 
 class Trainer:
@@ -125,6 +99,7 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self.writer = None
         self.last_save = time.monotonic()
+        self.interrupt = Interrupt()  # Ctrl-C: finish the step, save, stop
 
     # ---- set-up -------------------------------------------------------------------------
     def _stats(self, model: VGG | None) -> augment.Stats:
@@ -293,7 +268,7 @@ class Trainer:
         start, images = time.perf_counter(), 0
         timer = start  # wall-clock accounting (checkpoint saves split it)
         for x, y in self.train_loader.epoch(self.epoch, start_batch=self.batch):
-            if self.step >= self.total_steps:
+            if self.step >= self.total_steps or self.interrupt.hit:
                 break
             self.set_lr()
             out = self.train_step(x, y)
@@ -391,13 +366,12 @@ class Trainer:
             self.writer = SummaryWriter(str(self.out))
         if resumed and self.ctx.is_main:
             print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}", flush=True)
-        interrupted = _Interrupt()
         try:
-            with interrupted:
+            with self.interrupt:
                 while self.epoch < self.cfg.train.epochs and self.step < self.total_steps:
                     epoch_start = self.wall
                     finished = self.run_epoch()
-                    if interrupted.hit:
+                    if self.interrupt.hit:
                         raise KeyboardInterrupt
                     if not finished and self.step < self.total_steps:
                         continue
@@ -426,43 +400,11 @@ class Trainer:
 
             result.test = evaluate(best, self.ds, self.cfg, self.stats, split="test",
                                    protocols=tuple(self.cfg.eval.protocols), scales=self.cfg.eval.scales,
-                                   device=self.device)
+                                   device=self.device, limit=self.cfg.eval.limit)
             write_eval(result.test, self.out / "eval.json")
-            _render_report(self.out)
+            render_report(self.out)
         distributed.barrier(self.ctx)
         return result
-
-
-class _Interrupt:
-    """SIGINT finishes the current step, then the loop saves and stops cleanly."""
-
-    def __init__(self) -> None:
-        self.hit = False
-        self._old: Any = None
-
-    def __enter__(self) -> _Interrupt:
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
-
-    def _handle(self, *_: Any) -> None:
-        if self.hit:
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def __exit__(self, *_: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-
-
-def _render_report(out: Path) -> None:
-    try:
-        from vggnet.experiments.report import render_run
-    except ImportError:
-        return
-    render_run(out)
 
 
 def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None = None,

@@ -1,0 +1,72 @@
+"""What a run needs around the loop: the model it builds, the preprocessing its weights
+carry, its default directory, Ctrl-C handling and the report at the end."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from vggnet.data import augment
+from vggnet.model.init import pre_initialise
+from vggnet.model.vgg import VGG, build_model
+from vggnet.model.weights import load_weights
+from vggnet.train.recipe import RunConfig
+
+
+def default_out_dir(cfg: RunConfig) -> Path:
+    if cfg.name:
+        return Path("runs") / cfg.name
+    bn = "-bn" if cfg.model.batch_norm else ""
+    return Path("runs") / f"{cfg.data.name}-{cfg.model.name}{bn}-s{cfg.seed}"
+
+
+def preprocessing(cfg: RunConfig, stats: augment.Stats, channels: int) -> dict[str, Any]:
+    """What a set of weights expects of its input; travels in model.safetensors."""
+    d = cfg.data
+    return {"dataset": d.name, "channels": channels, "image_size": d.image_size, "scale": d.scale,
+            "test_scale": d.test_scale, "pad": d.pad, "normalize": d.normalize, "stats": stats.to_dict()}
+
+
+def make_model(cfg: RunConfig, num_classes: int, channels: int) -> VGG:
+    m = cfg.model
+    model = build_model(m.name, num_classes=num_classes, batch_norm=m.batch_norm, head=m.head,
+                        in_channels=channels, width=m.width, dropout=m.dropout, init=m.init, seed=cfg.seed)
+    if m.pre_initialise:
+        pre_initialise(model, load_weights(m.pre_initialise))
+    if cfg.init_from:
+        load_weights(cfg.init_from, model)
+    return model
+
+
+class Interrupt:
+    """SIGINT finishes the current step, then the loop saves and stops cleanly."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: Any = None
+
+    def __enter__(self) -> Interrupt:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handle(self, *_: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *_: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def render_report(out: Path) -> None:
+    """report.html for the run, when the experiments module is installed."""
+    try:
+        from vggnet.experiments.report import render_run
+    except ImportError:
+        return
+    render_run(out)
