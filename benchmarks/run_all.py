@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 HERE = Path(__file__).parent
 SCRIPTS = [
     ["bench_data.py"],
@@ -17,6 +19,8 @@ SCRIPTS = [
     ["bench_eval.py"],
     ["bench_health.py"],
 ]
+if torch.cuda.is_available():  # VGG-16 at 224 is a GPU workload
+    SCRIPTS.append(["bench_gpu.py"])
 
 
 def main() -> int:

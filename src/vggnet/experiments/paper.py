@@ -1,6 +1,6 @@
 """The paper's published numbers (ImageNet val, top-1 / top-5 error %), to print next to ours.
 
-Source: Simonyan & Zisserman 2014, Tables 3, 5 and 6 (see /work/shared/PAPER.md). Our small
+Source: Simonyan & Zisserman 2014, Tables 3, 5 and 6 (arXiv:1409.1556). Our small
 runs are on Fashion-MNIST, so only the orderings (who beats whom) are comparable, never the
 absolute values.
 """
