@@ -38,17 +38,12 @@ class Loaded:
         return self.path if self.path.is_dir() else self.weights.parent
 
 
-def weights_of(path: str | Path) -> Path:
-    """RUN_DIR -> RUN_DIR/model.safetensors; a file -> itself."""
-    path = Path(path)
-    if path.is_dir():
-        weights = path / WEIGHTS_NAME
-        if not weights.is_file():
-            raise WeightsError(f"{path} has no {WEIGHTS_NAME}; train it first (vggnet train) or pass a weights file")
-        return weights
-    if not path.is_file():
-        raise WeightsError(f"{path} is neither a run directory nor a weights file")
-    return path
+def weights_of(run_dir: Path) -> Path:
+    """RUN_DIR -> RUN_DIR/model.safetensors, or an error saying how to get one."""
+    weights = run_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise WeightsError(f"{run_dir} has no {WEIGHTS_NAME}; train it first (vggnet train) or pass a weights file")
+    return weights
 
 
 def load(path: str | Path, *, data: str | None = None, data_dir: str | None = None) -> Loaded:

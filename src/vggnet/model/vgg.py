@@ -228,11 +228,6 @@ def count_macs(model: VGG, image_size: int | tuple[int, int] = 224) -> int:
     return int(macs)
 
 
-def flops_per_image(model: VGG, image_size: int = 224) -> float:
-    """Training FLOPs per image: 2 per MAC forward, x3 for forward+backward."""
-    return 6.0 * count_macs(model, image_size)
-
-
 def describe(model: VGG) -> str:
     c = model.config
     bn = "_bn" if c["batch_norm"] else ""
