@@ -98,6 +98,25 @@ def test_kill_9_mid_epoch_then_resume_is_exact(tmp_path, tiny_sets):
     assert epochs(metrics) == epochs(tmp_path / "ref/metrics.jsonl")
 
 
+def test_killed_between_last_step_and_epoch_end_resumes_exactly(tmp_path, tiny_cfg, monkeypatch):
+    from vggnet.train.trainer import Trainer
+
+    fit(tiny_cfg("train.epochs=1"), tmp_path / "ref")
+    real_end = Trainer.end_epoch
+
+    def killed(self, start):  # every step was checkpointed; the process dies before the epoch closes
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Trainer, "end_epoch", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        fit(tiny_cfg("train.epochs=1", "train.checkpoint_minutes=0"), tmp_path / "run")
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert (state["epoch"], state["batch"], state["step"]) == (0, 9, 9)
+    monkeypatch.setattr(Trainer, "end_epoch", real_end)
+    fit(tiny_cfg("train.epochs=1", "train.checkpoint_minutes=0"), tmp_path / "run")
+    assert epochs(tmp_path / "run/metrics.jsonl") == epochs(tmp_path / "ref/metrics.jsonl")
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path, tiny_cfg):
     with pytest.raises(ConfigError, match="nothing to resume"):
         fit(tiny_cfg(), tmp_path / "none", resume=True)

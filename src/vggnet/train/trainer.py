@@ -260,8 +260,8 @@ class Trainer:
         self.rollbacks, self.lr_factor = rollbacks, lr_factor * 0.1
         return self.state()
 
-    def run_epoch(self) -> bool:
-        """Train one epoch (from self.batch on). False when max_steps stopped it."""
+    def run_epoch(self) -> None:
+        """Train one epoch from self.batch on (until max_steps or Ctrl-C, if sooner)."""
         self.net.train()
         good = copy.deepcopy(self.state())
         bar = self._bar()
@@ -290,7 +290,6 @@ class Trainer:
         if bar is not None:
             bar.close()
         self.wall += time.perf_counter() - timer
-        return self.batch >= len(self.train_loader)
 
     def _bar(self) -> Any:
         if not (self.cfg.train.progress and self.ctx.is_main):
@@ -368,19 +367,17 @@ class Trainer:
             print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}", flush=True)
         try:
             with self.interrupt:
-                while self.epoch < self.cfg.train.epochs and self.step < self.total_steps:
+                while self.epoch < self.cfg.train.epochs:
+                    if self.step >= self.total_steps and self.batch == 0:
+                        break  # max_steps reached, and the epoch it ended in is closed
                     epoch_start = self.wall
-                    finished = self.run_epoch()
+                    self.run_epoch()
                     if self.interrupt.hit:
                         raise KeyboardInterrupt
-                    if not finished and self.step < self.total_steps:
-                        continue
                     if self.end_epoch(epoch_start):
                         self.stopped_early = True
                         self._event({"event": "early_stop", "message": f"validation accuracy did not improve for "
                                      f"{self.cfg.train.early_stop_patience} epochs; stopped"})
-                        break
-                    if self.step >= self.total_steps:
                         break
         except KeyboardInterrupt:
             self.save_checkpoint()
