@@ -173,6 +173,20 @@ def test_evaluate_returns_the_eval_json_dict(model, cfg, ds, stats, tmp_path):
     assert json.loads(path.read_text())["protocols"]["dense"]["n"] == 20
 
 
+def test_fusion_reuses_multi_scale_and_multi_crop(model, cfg, ds, stats):
+    both = P.evaluate(model, ds, cfg, stats, protocols=("multi_scale", "multi_crop", "fusion"), limit=16)
+    alone = P.evaluate(model, ds, cfg, stats, protocols=("fusion",), limit=16)
+    assert both["protocols"]["fusion"]["top1_error"] == alone["protocols"]["fusion"]["top1_error"]
+    rows = both["protocols"]
+    assert rows["fusion"]["seconds"] == pytest.approx(rows["multi_scale"]["seconds"] + rows["multi_crop"]["seconds"],
+                                                      abs=2e-3)  # charged, not recomputed
+    prep = Preprocessing.from_config(cfg, stats, 3)
+    images, labels = ds.test.images[:16], ds.test.labels[:16]
+    expected = (P.multi_scale(model, images, prep) + P.multi_crop(model, images, prep)) / 2
+    assert alone["protocols"]["fusion"]["top1_error"] == pytest.approx(
+        float((expected.argmax(1) != labels).float().mean()))
+
+
 def test_evaluate_refuses_a_model_for_another_dataset(cfg, ds, stats):
     wrong = build_model("A", num_classes=3, width=0.125, head="gap")
     with pytest.raises(ConfigError, match="3 classes but synthetic has 10"):

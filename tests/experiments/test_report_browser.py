@@ -41,5 +41,6 @@ def test_sweep_report_renders_in_chromium(tmp_path, fake_train):
     run_sweep(spec, command=fake_train, log=lambda _: None)
     dom = chromium("--dump-dom", render_sweep(spec.out).as_uri()).stdout
     assert 'alt="accuracy box plot"' in dom and 'alt="validation curves"' in dom
+    assert 'alt="confusion matrices"' in dom
     assert '<table class="cells">' in dom and '<table class="paper">' in dom
     assert dom.count("<tr>") >= 1 + 4  # header + one row per cell

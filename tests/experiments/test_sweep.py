@@ -11,7 +11,7 @@ import yaml
 
 from vggnet.errors import ConfigError
 from vggnet.experiments.index import Index, read_rows
-from vggnet.experiments.report import render_sweep
+from vggnet.experiments.report import protocols_markdown, render_sweep, sweep_markdown
 from vggnet.experiments.spec import expand, load_spec
 from vggnet.experiments.summary import cell_stats, never_learned
 from vggnet.experiments.sweep import run_sweep
@@ -120,7 +120,7 @@ def test_cells_that_point_into_another_cell_run_after_it(tmp_path, fake_train):
         tmp_path,
         grid={"model.name": ["A", "D"],
               "init": {"kaiming": {"model.init": "kaiming"},
-                       "from_a": {"model.pre_initialise": "{out}/cells/name=A,init=kaiming,lr=0.666/seed{seed}/model.safetensors"}},
+                       "from_a": {"model.pre_initialise": "{out}/cells/name=A,init=kaiming,lr={train.lr}/seed{seed}/model.safetensors"}},
               "train.lr": [0.666]},
         exclude=[{"model.name": "A", "init": "from_a"}], seeds=[0])
     spec = load_spec(path)
@@ -136,11 +136,27 @@ def test_sweep_report_tables_and_box_plot(tmp_path, fake_train):
                                 seeds=[0, 1, 2], report={"paper": True}))
     run_sweep(spec, command=fake_train, log=lambda _: None)
     html = render_sweep(spec.out).read_text()
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == 3
     assert 'alt="accuracy box plot"' in html and 'alt="validation curves"' in html
+    assert 'alt="confusion matrices"' in html and "Classes in order: c0, c1, c2, c3" in html
     assert 'class="cells"' in html and 'class="paper"' in html and 'class="protocols"' in html
     assert "80.0" in html and "33%" in html  # max accuracy and the never-learned share
     assert "29.6 / 10.4" in html  # paper Table 3, config A
+
+
+def test_markdown_tables_for_the_results_page(tmp_path, fake_train):
+    spec = load_spec(write_spec(tmp_path, grid={"model.name": ["A", "B"]}, seeds=[0, 1, 2]))
+    run_sweep(spec, command=fake_train, log=lambda _: None)
+    plot = tmp_path / "box.png"
+    cells = sweep_markdown(spec.out, plot).splitlines()
+    assert cells[0] == "| name | n | test top-1 % (mean ± std) | min | max | never learned |"
+    # fake_train: seeds 0, 1 reach 80% and 79%, seed 2 stays at 10% (never learned)
+    assert cells[2].startswith("| A | 3 | 56.3 ± 40.1 | 10.0 | 80.0 | 1/3 |")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = protocols_markdown(spec.out).splitlines()
+    assert table[0] == "| name | n | centre | dense |"
+    assert table[2] == "| A | 3 | 43.7 ± 40.1 | 42.7 ± 40.1 |"
+    assert table[-1] == "| **runs below centre** |  | – | 6/6 |"  # dense is 1 point lower in every run
 
 
 def test_never_learned_margin():

@@ -45,25 +45,53 @@ def learning_curves(epochs: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
+def _heatmap(ax: plt.Axes, matrix: list[list[float]], labels: list[str], *, counts: bool, fontsize: int = 7):
+    """Row-normalised confusion heatmap on ax (rows: true, columns: predicted); the image."""
+    n = len(matrix)
+    rows = [[v / (sum(r) or 1) for v in r] for r in matrix]
+    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if labels and n <= 40:
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(n), labels, fontsize=fontsize)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if counts and n <= 15:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{matrix[i][j]:g}", ha="center", va="center", fontsize=fontsize,
+                        color="white" if rows[i][j] > 0.5 else "black")
+    return im
+
+
 def confusion_matrix(matrix: list[list[float]], classes: list[str]) -> bytes:
     """Row-normalised heatmap (rows: true class, columns: predicted), counts written in small sets."""
     n = len(matrix)
     size = min(12.0, 2.5 + 0.45 * n)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    rows = [[v / (sum(r) or 1) for v in r] for r in matrix]
-    im = ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     labels = classes if len(classes) == n else [str(i) for i in range(n)]
-    if n <= 40:
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels, fontsize=7)
-    if n <= 15:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, f"{matrix[i][j]:g}", ha="center", va="center", fontsize=7,
-                        color="white" if rows[i][j] > 0.5 else "black")
+    im = _heatmap(ax, matrix, labels, counts=True)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+    return _png(fig)
+
+
+def confusion_grid(matrices: dict[str, list[list[float]]], max_panels: int = 32) -> bytes:
+    """One small row-normalised confusion matrix per cell (rows: true, columns: predicted, in the
+    dataset's class order): a collapse onto one or two classes shows as a bright column."""
+    items = list(matrices.items())[:max_panels]
+    cols = min(4, max(1, len(items)))
+    rows = max(1, math.ceil(len(items) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False, layout="constrained")
+    im = None
+    for ax, (label, matrix) in zip(axes.flat, items):
+        im = _heatmap(ax, matrix, [], counts=False)
+        ax.set_title(label, fontsize=8)
+    for ax in list(axes.flat)[len(items):]:
+        ax.set_visible(False)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of the true class")
     return _png(fig)
 
 

@@ -273,6 +273,28 @@ def _ensembles_section(sweep_dir: Path) -> list[str]:
                    cls="ensembles")]
 
 
+def _confusion_section(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """Per cell, the test confusion matrices of its finished runs summed over seeds."""
+    summed: dict[str, list[list[float]]] = {}
+    classes: list[str] = []
+    for row in rows:
+        evaluation = read_json(sweep_dir / "cells" / row["id"] / "eval.json") if row["status"] == "done" else {}
+        matrix = evaluation.get("confusion")
+        if not matrix:
+            continue
+        classes = classes or evaluation.get("classes") or []
+        label = ", ".join(str(v) for v in row["key"].values()) or "all"
+        if label in summed and len(summed[label]) == len(matrix):
+            summed[label] = [[a + b for a, b in zip(r, s)] for r, s in zip(summed[label], matrix)]
+        else:
+            summed[label] = [list(r) for r in matrix]
+    if not summed:
+        return []
+    order = f" Classes in order: {', '.join(_esc(c) for c in classes)}." if classes else ""
+    return ["<h2>Confusion matrices</h2>", f"<p>Test set, each cell's runs summed over seeds; rows are the true "
+            f"class, columns the predicted one.{order}</p>", _img(plots.confusion_grid(summed), "confusion matrices")]
+
+
 def render_sweep(sweep_dir: str | Path) -> Path:
     """Write sweep_dir/report.html: per-cell statistics, box plots, curves, failures."""
     sweep_dir = Path(sweep_dir)
@@ -304,6 +326,7 @@ def render_sweep(sweep_dir: str | Path) -> Path:
                 curves.setdefault(label, []).append(epochs)
         if curves:
             body += ["<h2>Validation curves</h2>", _img(plots.sweep_curves(curves), "validation curves")]
+        body += _confusion_section(sweep_dir, rows)
     failed = [[r["id"], r["error"] or ""] for r in rows if r["status"] == "failed"]
     if failed:
         body += ["<h2>Failed runs</h2>", _table(["run", "error"], failed, left=2, cls="failed")]
@@ -341,4 +364,32 @@ def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str
     if plot is not None and any(s["accs"] for s in stats):
         x_axis = _x_axis(spec or {}, stats)
         Path(plot).write_bytes(plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats))
+    return "\n".join(lines) + "\n"
+
+
+def protocols_markdown(sweep_dir: str | Path) -> str:
+    """Top-1 error % per cell and test protocol (mean ± std over seeds) as Markdown, and a last
+    row pairing runs: in how many runs each protocol scored a lower error than the first one."""
+    sweep_dir = Path(sweep_dir)
+    spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
+    rows, stats = _stats(sweep_dir, spec)
+    rows = [r for r in rows if r["status"] == "done" and r.get("protocols")]
+    protocols = list(dict.fromkeys(p for r in rows for p in r["protocols"]))
+    if not protocols:
+        return "(no evaluated runs)\n"
+    axes = list(stats[0]["key"])
+    lines = ["| " + " | ".join([a.split(".")[-1] for a in axes] + ["n"] + protocols) + " |",
+             "|" + "---|" * (len(axes) + 1 + len(protocols))]
+    for s in stats:
+        cell_rows = [r for r in rows if r["key"] == s["key"]]
+        figures = [protocol_stats(cell_rows, p) for p in protocols]
+        lines.append("| " + " | ".join([str(s["key"][a]) for a in axes] + [str(len(cell_rows))] + [
+            "–" if f is None else f"{f[0]:.1f} ± {f[1]:.1f}" for f in figures]) + " |")
+    first = protocols[0]
+    wins = []
+    for p in protocols:
+        paired = [r["protocols"] for r in rows if first in r["protocols"] and p in r["protocols"]]
+        better = sum(x[p]["top1_error"] < x[first]["top1_error"] for x in paired)
+        wins.append("–" if p == first else f"{better}/{len(paired)}")
+    lines.append("| " + " | ".join([f"**runs below {first}**"] + [""] * len(axes) + wins) + " |")
     return "\n".join(lines) + "\n"

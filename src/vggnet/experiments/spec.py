@@ -14,8 +14,9 @@
       small: {set: {model.width: 0.25}, grid: {model.name: [A]}, seeds: [0]}
 
 A budget replaces the grid axes and seeds it names and adds its `set` on top. String
-values may use ``{out}`` (the sweep directory) and ``{seed}``; a value that points into
-another cell's directory makes that cell a dependency (e.g. pre-initialising D from A).
+values may use ``{out}`` (the sweep directory), ``{seed}`` and ``{AXIS}``, the cell's value on
+that grid axis (e.g. ``{scale}``); a value that points into another cell's directory makes that
+cell a dependency (e.g. pre-initialising D from the A trained at the same scale and seed).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def expand(spec: Spec) -> list[Cell]:
                 else:
                     overrides[axis] = value
             overrides["seed"] = seed
-            mapping = {"out": str(spec.out), "seed": str(seed)}
+            mapping = {**{axis: str(value) for axis, value in key.items()}, "out": str(spec.out), "seed": str(seed)}
             overrides = {k: _substitute(v, mapping) for k, v in overrides.items()}
             cells.append(Cell(key=key, seed=seed, overrides=overrides,
                               dir=spec.out / "cells" / cell_name(key) / f"seed{seed}"))

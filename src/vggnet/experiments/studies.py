@@ -51,7 +51,8 @@ def ensemble(sweep_dir: str | Path, members: list[dict[str, Any]], *, protocols:
             nets.append((model, Preprocessing.from_metadata(model.metadata, str(d))))
         cfg = recipe.from_dict(read_config(dirs[0]))
         ds = sources.get(cfg.data, seed=cfg.seed)
-        result = evaluate_models(nets, ds, protocols=protocols, scales=cfg.eval.scales, device=device)
+        result = evaluate_models(nets, ds, protocols=protocols, scales=cfg.eval.scales, device=device,
+                                 limit=cfg.eval.limit)  # the test images the members were scored on
         results.append({"seed": seed, "members": [r["id"] for r in picked], "protocols": result["protocols"]})
     return results
 

@@ -1,0 +1,59 @@
+"""The built-in studies (configs/studies/): every cell of both budgets is a valid config, and
+each spec asks for what the study is about (the issue's grid, the paper's recipe)."""
+
+from pathlib import Path
+
+import pytest
+
+from vggnet.experiments.spec import cell_config, expand, load_spec
+
+STUDIES = Path(__file__).resolve().parents[2] / "configs" / "studies"
+
+
+def configs(name, budget=None):
+    spec = load_spec(STUDIES / f"{name}.yaml", budget=budget, out="/sweep")
+    cells = expand(spec)
+    return {c.id: (c, cell_config(spec, c)) for c in cells}
+
+
+@pytest.mark.parametrize("name", ["seed001", "init", "paper_ablations"])
+def test_full_budget_is_full_width_and_small_budget_is_small(name):
+    full, small = configs(name), configs(name, "small")
+    assert all(cfg.model.width == 1.0 and cfg.data.subset is None for _, cfg in full.values())
+    assert all(cfg.model.width == 0.125 and cfg.data.subset == 2000 for _, cfg in small.values())
+    assert all(cfg.train.label_smoothing == 0.0 for _, cfg in [*full.values(), *small.values()])
+    assert set(cfg.seed for _, cfg in full.values()) == {0, 1, 2, 3, 4}
+
+
+def test_seed001_grid_is_the_seed_notes():
+    cells = configs("seed001")
+    assert len(cells) == 2 * 4 * 7 * 5
+    assert {cfg.train.batch_size for _, cfg in cells.values()} == {8, 16, 32, 64, 128, 256, 512}
+    assert {(cfg.model.name, cfg.data.normalize, cfg.model.batch_norm) for _, cfg in cells.values()} == {
+        (n, norm, bn) for n in ("A", "E") for norm in ("none", "standardize") for bn in (False, True)}
+    assert {cfg.train.early_stop_patience for _, cfg in cells.values()} == {10}
+
+
+def test_paper_ablations_follow_the_paper_recipe():
+    for budget in (None, "small"):
+        cells = configs("paper_ablations", budget)
+        assert len(cells) == 6 * 2 * (5 if budget is None else 2)
+        for cell, cfg in cells.values():
+            assert not cfg.model.batch_norm and cfg.model.init == "paper" and not cfg.train.nesterov
+            name, scale = cell.key["model.name"], cell.key["scale"]
+            if name in ("A", "A-LRN"):
+                assert cfg.model.pre_initialise is None and not cell.depends
+            else:  # deeper nets start from the A of the same scale and seed
+                a = f"name=A,scale={scale}/seed{cfg.seed}"
+                assert cell.depends == [a] and cfg.model.pre_initialise == f"/sweep/cells/{a}/model.safetensors"
+            assert cfg.data.scale == ([32] if scale == "fixed" else [32, 48])
+            assert set(cfg.eval.protocols) == {"centre", "dense", "multi_scale", "multi_crop", "fusion"}
+
+
+def test_init_study_compares_the_five_inits_without_bn():
+    cells = configs("init", "small")
+    assert len(cells) == (4 + 5) * 5  # A: four random inits; D: those and pre-init from A
+    assert all(not cfg.model.batch_norm and cfg.train.batch_size == 16 for _, cfg in cells.values())
+    pre = [(cell, cfg) for cell, cfg in cells.values() if cell.key["init"] == "pre-A"]
+    assert pre and all(cfg.model.name == "D" and cell.depends == [f"name=A,init=paper/seed{cfg.seed}"]
+                       for cell, cfg in pre)
