@@ -37,7 +37,7 @@ def test_seed001_grid_is_the_seed_notes():
 def test_paper_ablations_follow_the_paper_recipe():
     for budget in (None, "small"):
         cells = configs("paper_ablations", budget)
-        assert len(cells) == 6 * 2 * (5 if budget is None else 2)
+        assert len(cells) == 6 * 2 * (5 if budget is None else 4)
         for cell, cfg in cells.values():
             assert not cfg.model.batch_norm and cfg.model.init == "paper" and not cfg.train.nesterov
             name, scale = cell.key["model.name"], cell.key["scale"]

@@ -53,6 +53,17 @@ def test_training_learns(tmp_path, tiny_cfg):
     assert result.best_val_top1 > 0.5  # synthetic classes are separable; chance is 0.25
 
 
+def test_plateau_and_early_stopping_events_name_the_epoch_they_follow(tmp_path, tiny_cfg):
+    # no BN and a vanishing lr: validation accuracy is the same every epoch, so it never improves
+    cfg = tiny_cfg("model.batch_norm=false", "train.lr=1e-12", "train.warmup_epochs=0", "train.schedule=plateau",
+                   "train.plateau_patience=1", "train.early_stop_patience=2", "train.epochs=10")
+    result = fit(cfg, tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines if "train_loss" in r] == [1, 2, 3] and result.stopped_early
+    events = [(r["event"], r["epoch"]) for r in lines if r.get("event") in ("lr_decrease", "early_stop")]
+    assert events == [("lr_decrease", 2), ("lr_decrease", 3), ("early_stop", 3)]  # the LR rule does not delay it
+
+
 def test_same_seed_same_metrics(tmp_path, tiny_cfg):
     fit(tiny_cfg(), tmp_path / "a")
     fit(tiny_cfg(), tmp_path / "b")

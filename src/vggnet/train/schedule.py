@@ -19,12 +19,18 @@ class PlateauState:
     bad_epochs: int = 0
     decreases: int = 0
 
-    def update(self, val_top1: float, cfg: TrainConfig) -> bool:
-        """Record one validation; True when the LR was just divided by 10."""
+    def observe(self, val_top1: float) -> bool:
+        """Record one validation; True when it beats the best so far (what early stopping counts)."""
         if val_top1 > self.best + 1e-4:
             self.best, self.bad_epochs = val_top1, 0
-            return False
+            return True
         self.bad_epochs += 1
+        return False
+
+    def update(self, val_top1: float, cfg: TrainConfig) -> bool:
+        """Record one validation; True when the LR was just divided by 10."""
+        if self.observe(val_top1):
+            return False
         if self.bad_epochs >= cfg.plateau_patience and self.decreases < cfg.plateau_max_decreases:
             self.decreases += 1
             self.bad_epochs = 0

@@ -198,7 +198,8 @@ class Trainer:
 
     def _event(self, event: dict[str, Any]) -> None:
         """Health events and notes: into metrics.jsonl, printed once in plain words."""
-        record = {"epoch": self.epoch, "step": self.step, **{k: v for k, v in event.items() if v is not None}}
+        # the epoch it happened in, numbered from 1 as in the metrics lines
+        record = {"epoch": self.epoch + 1, "step": self.step, **{k: v for k, v in event.items() if v is not None}}
         self._log(record)
         if self.ctx.is_main and "message" in event:
             fix = f" Fix: {event['fix']}" if event.get("fix") else ""
@@ -345,8 +346,11 @@ class Trainer:
         stop = False
         patience = self.cfg.train.early_stop_patience
         if patience is not None:
-            self.early.update(val_top1, self.cfg.train)
+            self.early.observe(val_top1)  # epochs without improvement; the LR rule does not reset them
             stop = self.early.bad_epochs >= patience
+            if stop:
+                self._event({"event": "early_stop", "message": f"validation accuracy did not improve for "
+                             f"{patience} epochs; stopped"})
         self.epoch += 1
         self.batch = 0
         self.acc = self._zero_acc()
@@ -376,8 +380,6 @@ class Trainer:
                         raise KeyboardInterrupt
                     if self.end_epoch(epoch_start):
                         self.stopped_early = True
-                        self._event({"event": "early_stop", "message": f"validation accuracy did not improve for "
-                                     f"{self.cfg.train.early_stop_patience} epochs; stopped"})
                         break
         except KeyboardInterrupt:
             self.save_checkpoint()
