@@ -35,6 +35,10 @@ EXPLODE = 1e3
 LOSS_EXPLODE = 10.0
 LOSS_AT_RISK = 3.0  # initial loss over 3 x log(C): confidently wrong from the start
 LOGIT_AT_RISK = 1e-4
+# The first conv's backward signal under 1/1000 of the last conv's: in the small init study
+# (docs/RESULTS.md) the five D runs with Glorot init and no BN, gradient ratio 4e-4 to 7e-4,
+# all stayed at chance for 750 SGD steps; every other run of the 141 had a ratio above 4e-3.
+GRAD_AT_RISK = 1e-3
 DEAD = 0.5  # a layer with more than half its ReLUs dead for the whole batch
 
 
@@ -209,7 +213,7 @@ def _judge(rows: list[LayerStats], *, logit_std: float, spread: float, loss: flo
                 if not bn else "check the BatchNorm layers are in training mode")
     fixes: list[str] = []
     dead_layers = [r.name for r in rows[:-1] if r.verdict == "dead"]
-    kaiming = "use model.init=kaiming (or glorot, the authors' fix after submission)"
+    kaiming = "use model.init=kaiming (glorot, the authors' fix after submission, starts slowly in D/E without BN)"
     if (not math.isfinite(loss) or not math.isfinite(signal_ratio) or signal_ratio > EXPLODE
             or loss > LOSS_EXPLODE * chance):
         verdict = "will not train"
@@ -239,6 +243,14 @@ def _judge(rows: list[LayerStats], *, logit_std: float, spread: float, loss: flo
         reason = (f"the initial loss is {loss:.3g}, over {LOSS_AT_RISK:g}x log(C) = {chance:.3g}: the net starts "
                   f"confidently wrong (logit std {logit_std:.3g}) and the first steps may diverge")
         fixes = [kaiming, init_fix, "or lower train.lr, warm up (train.warmup_epochs=1), train.grad_clip=1"]
+    elif grad_ratio < GRAD_AT_RISK:
+        verdict = "at risk"
+        reason = (f"the gradient reaching the first conv is {grad_ratio:.3g} of the last conv's (signal ratio "
+                  f"{signal_ratio:.3g}): the early layers start learning about {1 / grad_ratio:.0f}x slower than "
+                  "the late ones; a slow start, not a dead end, but D started this way (Glorot, no BN) stayed at "
+                  "chance for 750 SGD steps in 5 of 5 runs of the small init study")
+        fixes = ["use model.init=kaiming", init_fix, "or pre-initialise from a trained A "
+                 "(model.pre_initialise=A.safetensors, paper 3.1)", "or train longer, watching the first epochs"]
     elif logit_std < LOGIT_AT_RISK:
         verdict = "at risk"
         reason = (f"the signal shrinks to {signal_ratio:.3g} of the first conv's by the last conv and the logits "
