@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from vggnet.experiments.report import render_sweep
+from vggnet.experiments.report import protocols_markdown, render_sweep, sweep_markdown
 from vggnet.experiments.spec import expand, load_spec
 from vggnet.experiments.sweep import run_sweep
 
@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
         run_ensembles(result.out)
     report = render_sweep(result.out)
+    print("\n" + sweep_markdown(result.out))
+    if spec.report.get("paper"):
+        print(protocols_markdown(result.out))
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
     print(f"sweep {result.out}: {counts}; report: {report}")
     return 0 if result.counts.get("failed", 0) == 0 else 1

@@ -353,14 +353,17 @@ def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str
     if not stats:
         return "(no runs)\n"
     axes = list(stats[0]["key"])
-    lines = ["| " + " | ".join([a.split(".")[-1] for a in axes] + ["n", "test top-1 % (mean ± std)", "min", "max",
-                                                                  "never learned"]) + " |",
-             "|" + "---|" * (len(axes) + 5)]
+    paper = bool((spec or {}).get("report", {}).get("paper")) and any(table3_reference(s["key"]) for s in stats)
+    headers = [a.split(".")[-1] for a in axes] + ["n", "test top-1 % (mean ± std)", "min", "max", "never learned"]
+    headers += ["paper, Table 3 (ImageNet top-1 / top-5 err %)"] if paper else []
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for s in stats:
         stuck = "–" if s["never_learned"] is None else f"{round(s['never_learned'] * s['n'])}/{s['n']}"
+        ref = table3_reference(s["key"]) if paper else None
         lines.append("| " + " | ".join([str(s["key"][a]) for a in axes] + [
             f"{s['n']}" + (f" (+{s['failed']} failed)" if s["failed"] else ""), fmt_pct(s["mean"], s["std"]),
-            fmt_pct(s["min"]), fmt_pct(s["max"]), stuck]) + " |")
+            fmt_pct(s["min"]), fmt_pct(s["max"]), stuck] + ([f"{ref[0]:.1f} / {ref[1]:.1f}" if ref else "–"]
+                                                           if paper else [])) + " |")
     if plot is not None and any(s["accs"] for s in stats):
         x_axis = _x_axis(spec or {}, stats)
         Path(plot).write_bytes(plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats))
