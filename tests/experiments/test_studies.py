@@ -57,3 +57,15 @@ def test_init_study_compares_the_five_inits_without_bn():
     pre = [(cell, cfg) for cell, cfg in cells.values() if cell.key["init"] == "pre-A"]
     assert pre and all(cfg.model.name == "D" and cell.depends == [f"name=A,init=paper/seed{cfg.seed}"]
                        for cell, cfg in pre)
+
+
+def test_paper_references_apply_only_where_the_paper_measured_them():
+    from vggnet.experiments.paper import table3_reference, table5_reference
+
+    assert table3_reference({"model.name": "D", "scale": "fixed"}) == (27.0, 8.8)  # S = 256
+    assert table3_reference({"model.name": "D", "scale": "jitter"}) == (25.6, 8.1)  # S in [256, 512]
+    assert table3_reference({"model.name": "A", "scale": "jitter"}) is None  # A was not trained with jitter
+    assert table5_reference("E", "multi_scale") == (24.8, 7.5)  # Table 5's "dense" is over three Q
+    assert table5_reference("E", "fusion") == (24.4, 7.1)
+    assert table5_reference("D", "dense") is None and table5_reference("D", "centre") is None
+    assert table5_reference("A", "multi_crop") is None

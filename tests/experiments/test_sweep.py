@@ -156,7 +156,7 @@ def test_markdown_tables_for_the_results_page(tmp_path, fake_train):
     assert cells[3].endswith("| 28.7 / 9.9 |")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = protocols_markdown(spec.out).splitlines()
-    assert table[0] == "| name | n | centre | dense |"
+    assert table[0] == "| cell | n | centre | dense |"
     assert table[2] == "| A | 3 | 43.7 ± 40.1 | 42.7 ± 40.1 |"
     assert table[-1] == "| **runs below centre** |  | – | 6/6 |"  # dense is 1 point lower in every run
 

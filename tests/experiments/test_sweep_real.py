@@ -33,7 +33,7 @@ def test_real_cells_train_index_report_and_ensemble(tmp_path, capsys):
         assert (spec.out / "cells" / row["id"] / "report.html").is_file()  # the trainer renders it
     out = capsys.readouterr().out
     assert "| A | 1 | " in out and "| 29.6 / 10.4 |" in out  # the cell table, next to Table 3
-    assert "| name | n | centre | dense |" in out  # the protocols table
+    assert "| cell | n | centre | dense |" in out  # the protocols table
     assert out.rstrip().endswith(f"report: {spec.out / 'report.html'}")
     ensembles = json.loads((spec.out / "ensembles.json").read_text())
     assert list(ensembles["A+B"][0]["protocols"]) == ["ensemble:centre"]

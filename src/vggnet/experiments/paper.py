@@ -49,4 +49,7 @@ def table3_reference(key: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def table5_reference(name: str, protocol: str) -> tuple[float, float] | None:
-    return TABLE5.get(name, {}).get(PROTOCOL_COLUMNS.get(protocol, protocol))
+    """Table 5's figure for config `name` under one of our multi-scale protocols (None otherwise:
+    Table 5 has no single-scale column)."""
+    column = PROTOCOL_COLUMNS.get(protocol)
+    return TABLE5.get(name, {}).get(column) if column else None
