@@ -191,9 +191,19 @@ def render_run(run_dir: str | Path) -> Path:
 
 # --- a sweep -----------------------------------------------------------------------------------
 
+def _read_spec(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep's spec.yaml as written by the sweep ({} if missing)."""
+    path = sweep_dir / "spec.yaml"
+    return (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+
+
+def _wants_paper(spec: dict[str, Any]) -> bool:
+    return bool((spec.get("report") or {}).get("paper"))
+
+
 def _stats(sweep_dir: Path, spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Index rows and per-cell stats with each key in the spec's grid order (the index sorts them)."""
-    order = list((spec or {}).get("grid") or {})
+    order = list(spec.get("grid") or {})
     rows = read_rows(sweep_dir)
     for row in rows:
         row["key"] = {k: row["key"][k] for k in sorted(row["key"], key=lambda k: order.index(k) if k in order else 99)}
@@ -233,14 +243,20 @@ def _paper_section(rows: list[dict[str, Any]], stats: list[dict[str, Any]]) -> l
                 "<p>Ours: Fashion-MNIST top-1 error % (mean ± std over n seeds). Paper: ImageNet top-1 / top-5 "
                 "error %. Compare orderings, not values.</p>",
                 _table(["cell", "n", "ours top-1 err", "paper top-1 / top-5"], body, cls="paper")]
-    headers, body = _protocol_grid(rows, stats, paper=True)
-    if body and len(headers) > 3:
-        out += ["<h2>Test protocols (Table 5)</h2>",
-                f"<p>Top-1 error % (mean ± std over n seeds) per cell and protocol; the last row counts the runs "
-                f"where each protocol beat the first one. The paper's Table 5 (ImageNet top-1 err %, {', '.join(TABLE5)} "
-                "with jittered training scale; its dense is our multi_scale) is given for those cells.</p>",
-                _table(headers, body, left=1, cls="protocols")]
     return out
+
+
+def _sweep_protocols_section(rows: list[dict[str, Any]], stats: list[dict[str, Any]], paper: bool) -> list[str]:
+    """Top-1 error per cell and protocol, when the runs were scored under several protocols."""
+    headers, body = _protocol_grid(rows, stats, paper=paper)
+    if len([h for h in headers[2:] if not h.startswith("paper")]) < 2:  # one protocol: the cells table says it
+        return []
+    text = ("Top-1 error % (mean ± std over n seeds) per cell and protocol; the last row counts the runs where "
+            "each protocol beat the first one.")
+    if paper:
+        text += (f" The paper's Table 5 (ImageNet top-1 err %, {', '.join(TABLE5)} with jittered training scale; its "
+                 "dense is our multi_scale) is given for those cells.")
+    return ["<h2>Test protocols (Table 5)</h2>", f"<p>{text}</p>", _table(headers, body, left=1, cls="protocols")]
 
 
 def _ensembles_section(sweep_dir: Path) -> list[str]:
@@ -291,8 +307,7 @@ def render_sweep(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "sweep.db").is_file():
         raise ConfigError(f"{sweep_dir} has no sweep.db; give a sweep directory (vggnet sweep --out DIR)")
-    spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
-    spec = spec or {}
+    spec = _read_spec(sweep_dir)
     rows, stats = _stats(sweep_dir, spec)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "failed", "running", "pending")}
     title = f"Sweep {spec.get('study') or sweep_dir.name}" + (f" ({spec['budget']} budget)" if spec.get("budget") else "")
@@ -306,8 +321,9 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             png = plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats)
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      _img(png, "accuracy box plot")]
-        if (spec.get("report") or {}).get("paper"):
+        if _wants_paper(spec):
             body += _paper_section(rows, stats)
+        body += _sweep_protocols_section(rows, stats, _wants_paper(spec))
         body += _ensembles_section(sweep_dir)
         curves: dict[str, list[list[dict[str, Any]]]] = {}
         for row in rows:
@@ -339,12 +355,12 @@ def render(path: str | Path) -> Path:
 def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str:
     """The per-cell table as Markdown (for docs/RESULTS.md), optionally saving the box plot."""
     sweep_dir = Path(sweep_dir)
-    spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
+    spec = _read_spec(sweep_dir)
     _, stats = _stats(sweep_dir, spec)
     if not stats:
         return "(no runs)\n"
     axes = list(stats[0]["key"])
-    paper = bool((spec or {}).get("report", {}).get("paper")) and any(table3_reference(s["key"]) for s in stats)
+    paper = _wants_paper(spec) and any(table3_reference(s["key"]) for s in stats)
     headers = [a.split(".")[-1] for a in axes] + ["n", "test top-1 % (mean ± std)", "min", "max", "never learned"]
     headers += ["paper, Table 3 (ImageNet top-1 / top-5 err %)"] if paper else []
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -356,7 +372,7 @@ def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str
             fmt_pct(s["min"]), fmt_pct(s["max"]), stuck] + ([f"{ref[0]:.1f} / {ref[1]:.1f}" if ref else "–"]
                                                            if paper else [])) + " |")
     if plot is not None and any(s["accs"] for s in stats):
-        x_axis = _x_axis(spec or {}, stats)
+        x_axis = _x_axis(spec, stats)
         Path(plot).write_bytes(plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats))
     return "\n".join(lines) + "\n"
 
@@ -371,27 +387,27 @@ def _protocol_grid(rows: list[dict[str, Any]], stats: list[dict[str, Any]], *,
     if not protocols or not stats:
         return [], []
     headers = ["cell", "n", *protocols]
-    refs = {}
+    refs = []  # Table 5's dense / multi-crop / both for the cells it applies to, else "–"
     for s in stats:
         name, scale = str(s["key"].get("model.name", "")), str(s["key"].get("scale", ""))
-        if paper and scale.startswith("jitter") and name in TABLE5:
-            figures = [table5_reference(name, p) for p in ("multi_scale", "multi_crop", "fusion")]
-            refs[id(s)] = " / ".join(f"{f[0]:.1f}" for f in figures if f)
-    if refs:
+        figures = [table5_reference(name, p) for p in ("multi_scale", "multi_crop", "fusion")]
+        applies = paper and scale.startswith("jitter") and all(figures)
+        refs.append(" / ".join(f"{f[0]:.1f}" for f in figures) if applies else "–")
+    show_refs = any(r != "–" for r in refs)
+    if show_refs:
         headers.append("paper, Table 5: dense / multi-crop / both")
     body = []
-    for s in stats:
+    for s, ref in zip(stats, refs):
         cell_rows = [r for r in rows if r["key"] == s["key"]]
         figures = [protocol_stats(cell_rows, p) for p in protocols]
         body.append([", ".join(str(v) for v in s["key"].values()) or "all", str(len(cell_rows)),
-                     *("–" if f is None else f"{f[0]:.1f} ± {f[1]:.1f}" for f in figures)]
-                    + ([refs.get(id(s), "–")] if refs else []))
+                     *("–" if f is None else f"{f[0]:.1f} ± {f[1]:.1f}" for f in figures)] + ([ref] if show_refs else []))
     first, wins = protocols[0], []
     for p in protocols:
         paired = [r["protocols"] for r in rows if first in r["protocols"] and p in r["protocols"]]
         better = sum(x[p]["top1_error"] < x[first]["top1_error"] for x in paired)
         wins.append("–" if p == first else f"{better}/{len(paired)}")
-    body.append([f"runs below {first}", "", *wins] + ([""] if refs else []))
+    body.append([f"runs below {first}", "", *wins] + ([""] if show_refs else []))
     return headers, body
 
 
@@ -399,9 +415,9 @@ def protocols_markdown(sweep_dir: str | Path) -> str:
     """Top-1 error % per cell and test protocol (mean ± std over seeds) as Markdown, and a last
     row pairing runs: in how many runs each protocol scored a lower error than the first one."""
     sweep_dir = Path(sweep_dir)
-    spec = yaml.safe_load((sweep_dir / "spec.yaml").read_text()) if (sweep_dir / "spec.yaml").is_file() else {}
+    spec = _read_spec(sweep_dir)
     rows, stats = _stats(sweep_dir, spec)
-    headers, body = _protocol_grid(rows, stats, paper=bool(((spec or {}).get("report") or {}).get("paper")))
+    headers, body = _protocol_grid(rows, stats, paper=_wants_paper(spec))
     if not body:
         return "(no evaluated runs)\n"
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
