@@ -231,12 +231,17 @@ def _cells_table(stats: list[dict[str, Any]]) -> str:
     return _table(headers, rows, left=len(axes), cls="cells")
 
 
-def _paper_section(rows: list[dict[str, Any]], stats: list[dict[str, Any]]) -> list[str]:
-    """Ours next to the paper's Table 3 (per cell) and Table 5 (per protocol), when they apply."""
+def _label(key: dict[str, Any]) -> str:
+    """A cell's name in tables and plots: its grid values, e.g. "D, jitter"."""
+    return ", ".join(str(v) for v in key.values()) or "all"
+
+
+def _table3_section(stats: list[dict[str, Any]]) -> list[str]:
+    """Ours next to the paper's Table 3, per cell, when the grid has the paper's configs."""
     out: list[str] = []
     table3 = [(s, table3_reference(s["key"])) for s in stats]
     if any(ref for _, ref in table3):
-        body = [[", ".join(f"{v}" for v in s["key"].values()), s["n"],
+        body = [[_label(s["key"]), s["n"],
                  "–" if s["mean"] is None else f"{100 * (1 - s['mean']):.2f} ± {100 * s['std']:.2f}",
                  f"{ref[0]:.1f} / {ref[1]:.1f}" if ref else "–"] for s, ref in table3]
         out += ["<h2>Next to the paper (Table 3)</h2>",
@@ -290,7 +295,7 @@ def _confusion_section(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
         if not matrix:
             continue
         classes = classes or evaluation.get("classes") or []
-        label = ", ".join(str(v) for v in row["key"].values()) or "all"
+        label = _label(row["key"])
         if label in summed and len(summed[label]) == len(matrix):
             summed[label] = [[a + b for a, b in zip(r, s)] for r, s in zip(summed[label], matrix)]
         else:
@@ -322,14 +327,14 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      _img(png, "accuracy box plot")]
         if _wants_paper(spec):
-            body += _paper_section(rows, stats)
+            body += _table3_section(stats)
         body += _sweep_protocols_section(rows, stats, _wants_paper(spec))
         body += _ensembles_section(sweep_dir)
         curves: dict[str, list[list[dict[str, Any]]]] = {}
         for row in rows:
             epochs, _ = read_metrics(sweep_dir / "cells" / row["id"])
             if epochs:
-                label = ", ".join(str(v) for v in row["key"].values()) or "all"
+                label = _label(row["key"])
                 curves.setdefault(label, []).append(epochs)
         if curves:
             body += ["<h2>Validation curves</h2>", _img(plots.sweep_curves(curves), "validation curves")]
@@ -400,7 +405,7 @@ def _protocol_grid(rows: list[dict[str, Any]], stats: list[dict[str, Any]], *,
     for s, ref in zip(stats, refs):
         cell_rows = [r for r in rows if r["key"] == s["key"]]
         figures = [protocol_stats(cell_rows, p) for p in protocols]
-        body.append([", ".join(str(v) for v in s["key"].values()) or "all", str(len(cell_rows)),
+        body.append([_label(s["key"]), str(len(cell_rows)),
                      *("–" if f is None else f"{f[0]:.1f} ± {f[1]:.1f}" for f in figures)] + ([ref] if show_refs else []))
     first, wins = protocols[0], []
     for p in protocols:
