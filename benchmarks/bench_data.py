@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from vggnet.data import augment, formats, loaders, sources
-from vggnet.train.recipe import DataConfig
+from vggnet.config import DataConfig
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 

@@ -21,7 +21,7 @@ from vggnet.data.augment import Stats
 from vggnet.eval import protocols as P
 from vggnet.eval.preprocess import Preprocessing
 from vggnet.model.vgg import build_model, count_macs
-from vggnet.train.recipe import DataConfig
+from vggnet.config import DataConfig
 
 
 def timed(fn, repeats: int) -> float:  # noqa: ANN001

@@ -27,7 +27,7 @@ from vggnet.data import sources
 from vggnet.model.init import INITS, pre_initialise
 from vggnet.model.vgg import build_model
 from vggnet.train.health import Monitor, diagnose
-from vggnet.train.recipe import DataConfig
+from vggnet.config import DataConfig
 
 RESULTS = Path(__file__).parent / "results"
 NETS = ("A", "B", "C", "D", "E")

@@ -27,7 +27,7 @@ import torchvision
 from torch import nn
 from torchvision import transforms as T
 
-from vggnet.train import recipe
+from vggnet import config
 from vggnet.train.trainer import Trainer, fit
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -82,7 +82,7 @@ def baseline_rate(steps: int) -> float:
 
 
 def vggnet_rate(overrides: list[str], steps: int) -> float:
-    cfg = recipe.load(None, ["train.progress=false", "train.health_every=0", f"train.batch_size={BATCH}", *overrides])
+    cfg = config.load(None, ["train.progress=false", "train.health_every=0", f"train.batch_size={BATCH}", *overrides])
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()), None, None)
     trainer.net.train()
     batches = trainer.train_loader.epoch(0)
@@ -106,7 +106,7 @@ def time_to_accuracy(target: float, overrides: list[str]) -> dict:
                         "test_top1": 1 - test["protocols"]["centre"]["top1_error"]})
         print(json.dumps(history[-1]), flush=True)
 
-    cfg = recipe.load(None, ["train.progress=false", *overrides])
+    cfg = config.load(None, ["train.progress=false", *overrides])
     fit(cfg, Path(tempfile.mkdtemp()) / "run", callbacks=(score,))
     hit = next((h for h in history if h["test_top1"] >= target), None)
     best = max(history, key=lambda h: h["test_top1"])

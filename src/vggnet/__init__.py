@@ -8,7 +8,8 @@ from vggnet.errors import ConfigError, DataError, TrainingError, VGGNetError, We
 from vggnet.model.architectures import list_models
 from vggnet.model.init import initialise, pre_initialise
 from vggnet.model.vgg import VGG, build_model, convert_head, count_macs, count_params
-from vggnet.model.weights import from_torchvision, load_weights, save_weights, to_torchvision
+from vggnet.weights.native import load_weights, save_weights
+from vggnet.weights.torchvision import from_torchvision, to_torchvision
 
 __version__ = "0.1.0"
 

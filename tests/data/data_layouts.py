@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from vggnet.data import formats
-from vggnet.train.recipe import DataConfig
+from vggnet.config import DataConfig
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

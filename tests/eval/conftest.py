@@ -6,12 +6,12 @@ import torch
 from vggnet.data import augment, sources
 from vggnet.eval.preprocess import Preprocessing
 from vggnet.model.vgg import build_model
-from vggnet.model.weights import save_weights
-from vggnet.train import recipe
+from vggnet.weights.native import save_weights
+from vggnet import config
 
 
 def tiny_config(**data):
-    return recipe.from_dict({
+    return config.from_dict({
         "model": {"name": "A", "width": 0.125, "head": "gap"},
         "data": {"name": "synthetic", "num_classes": 10, "num_train": 64, "num_test": 24, **data},
         "eval": {"batch_size": 64},
@@ -52,7 +52,7 @@ def preprocessing_metadata(cfg, stats, channels=3):
 def write_run(path, cfg, stats, ds, model):
     """A minimal run directory: config.yaml and model.safetensors with the preprocessing metadata."""
     path.mkdir(parents=True, exist_ok=True)
-    recipe.dump(cfg, path / "config.yaml")
+    config.dump(cfg, path / "config.yaml")
     save_weights(model, path / "model.safetensors", classes=ds.classes,
                  preprocessing=preprocessing_metadata(cfg, stats))
     return path

@@ -8,7 +8,7 @@ from PIL import Image
 
 from vggnet.cli import main
 from vggnet.model.vgg import build_model
-from vggnet.train import recipe
+from vggnet import config
 
 from .conftest import write_run
 
@@ -53,8 +53,8 @@ def test_unknown_protocol_lists_the_valid_ones(run_dir, capsys):
 
 
 def test_weights_of_another_config_name_both(run_dir, capsys):
-    cfg = recipe.load(run_dir / "config.yaml", ["model.name=B"])
-    recipe.dump(cfg, run_dir / "config.yaml")
+    cfg = config.load(run_dir / "config.yaml", ["model.name=B"])
+    config.dump(cfg, run_dir / "config.yaml")
     assert main(["eval", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "name=A" in err and "name=B" in err

@@ -5,7 +5,8 @@ from html.parser import HTMLParser
 import pytest
 
 from vggnet.errors import ConfigError
-from vggnet.experiments.report import render, render_run
+from vggnet.experiments.report import render
+from vggnet.report.run import render_run
 
 
 class Tags(HTMLParser):

@@ -7,7 +7,8 @@ import tempfile
 
 import pytest
 
-from vggnet.experiments.report import render_run, render_sweep
+from vggnet.experiments.report import render_sweep
+from vggnet.report.run import render_run
 from vggnet.experiments.spec import load_spec
 from vggnet.experiments.sweep import run_sweep
 

@@ -1,6 +1,6 @@
 import pytest
 
-from vggnet.train import recipe
+from vggnet import config
 
 # A run small enough for the test suite: a width-1/8 VGG-A on 32x32 synthetic images.
 TINY = [
@@ -12,8 +12,8 @@ TINY = [
 
 @pytest.fixture
 def tiny_cfg():
-    def make(*overrides: str) -> recipe.RunConfig:
-        return recipe.load(None, [*TINY, *overrides])
+    def make(*overrides: str) -> config.RunConfig:
+        return config.load(None, [*TINY, *overrides])
 
     return make
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from vggnet.cli import diagnose as diagnose_cli
-from vggnet.train import recipe
+from vggnet import config
 from vggnet.train.health import diagnose_config
 
 
@@ -18,7 +18,7 @@ def _run(argv: list[str]) -> int:
 
 
 def test_default_fashion_mnist_config_is_healthy():
-    cfg = recipe.load(None, ["model.width=0.25"])
+    cfg = config.load(None, ["model.width=0.25"])
     d = diagnose_config(cfg, batch_size=32)
     assert d.verdict == "healthy", d.reason
     assert d.chance_loss == __import__("math").log(10) and d.layers[0].kind == "conv3x3"

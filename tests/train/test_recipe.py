@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from vggnet.errors import ConfigError
-from vggnet.train import recipe
-from vggnet.train.recipe import RunConfig
+from vggnet import config
+from vggnet.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_yaml_is_the_no_argument_run():
-    assert recipe.load(ROOT / "configs/fashion-mnist/default.yaml") == recipe.load(None) == RunConfig()
+    assert config.load(ROOT / "configs/fashion-mnist/default.yaml") == config.load(None) == RunConfig()
 
 
 def test_every_shipped_config_loads():
@@ -21,11 +21,11 @@ def test_every_shipped_config_loads():
     for path in paths:
         if "studies" in path.parts:
             continue  # sweep specs, not run configs
-        recipe.load(path)
+        config.load(path)
 
 
 def test_paper_recipe_defaults():
-    cfg = recipe.load(ROOT / "configs/paper/A.yaml")
+    cfg = config.load(ROOT / "configs/paper/A.yaml")
     t = cfg.train
     assert (t.batch_size, t.momentum, t.weight_decay, t.lr, t.schedule) == (256, 0.9, 5e-4, 1e-2, "plateau")
     assert t.plateau_max_decreases == 3 and t.epochs == 74
@@ -36,10 +36,10 @@ def test_paper_recipe_defaults():
 
 
 def test_overrides_and_round_trip(tmp_path):
-    cfg = recipe.load(None, ["train.lr=0.1", "model.name=vgg16_bn", "data.scale=[256, 512]", "train.max_steps=5"])
+    cfg = config.load(None, ["train.lr=0.1", "model.name=vgg16_bn", "data.scale=[256, 512]", "train.max_steps=5"])
     assert cfg.train.lr == 0.1 and cfg.model.name == "vgg16_bn" and cfg.data.scale == [256, 512]
-    recipe.dump(cfg, tmp_path / "c.yaml")
-    assert recipe.load(tmp_path / "c.yaml") == cfg
+    config.dump(cfg, tmp_path / "c.yaml")
+    assert config.load(tmp_path / "c.yaml") == cfg
 
 
 @pytest.mark.parametrize("override,match", [
@@ -54,9 +54,9 @@ def test_overrides_and_round_trip(tmp_path):
 ])
 def test_bad_values_say_what_to_do(override, match):
     with pytest.raises(ConfigError, match=match):
-        recipe.load(None, [override])
+        config.load(None, [override])
 
 
 def test_missing_file():
     with pytest.raises(ConfigError, match="not found"):
-        recipe.load("nope.yaml")
+        config.load("nope.yaml")

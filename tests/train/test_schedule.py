@@ -2,7 +2,7 @@
 
 import pytest
 
-from vggnet.train.recipe import TrainConfig
+from vggnet.config import TrainConfig
 from vggnet.train.schedule import PlateauState, lr_at
 
 

@@ -14,8 +14,8 @@ import torch
 import yaml
 
 from vggnet.errors import ConfigError, TrainingError
-from vggnet.model.weights import load_weights, read_metadata
-from vggnet.train import recipe
+from vggnet.weights.native import load_weights, read_metadata
+from vggnet import config
 from vggnet.train.trainer import fit
 
 
@@ -34,7 +34,7 @@ def test_run_directory(tmp_path, tiny_cfg):
     for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "model.safetensors", "eval.json"):
         assert (run / name).is_file(), name
     assert list(run.glob("events.out.tfevents.*"))
-    assert recipe.load(run / "config.yaml") == tiny_cfg()
+    assert config.load(run / "config.yaml") == tiny_cfg()
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "train_loss" in x]
     assert [r["epoch"] for r in rows] == [1, 2] and all(EPOCH_KEYS <= set(r) for r in rows)
     assert rows[-1]["step"] == 2 * (288 // 32)  # 320 images less a 10% validation split

@@ -11,8 +11,8 @@ from vggnet.cli import main
 from vggnet.errors import ConfigError
 from vggnet.model.vgg import build_model
 from vggnet.transfer.export import export, max_difference
-from vggnet.transfer.formats import load_pretrained, save_as
-from vggnet.transfer.preprocess import imagenet
+from vggnet.weights.formats import load_pretrained, save_as
+from vggnet.weights.preprocess import imagenet
 
 onnx = pytest.importorskip("onnx")  # the [transfer] extra, with onnxruntime
 pytest.importorskip("onnxruntime")

@@ -13,8 +13,8 @@ from vggnet.cli import main
 from vggnet.errors import ConfigError
 from vggnet.model.vgg import build_model
 from vggnet.transfer.features import Describer, describe, linear_probe, save_features
-from vggnet.transfer.formats import save_as
-from vggnet.transfer.preprocess import imagenet
+from vggnet.weights.formats import save_as
+from vggnet.weights.preprocess import imagenet
 
 pytest.importorskip("sklearn")  # the [transfer] extra
 
@@ -40,7 +40,7 @@ def test_conv_layer_is_the_pooled_last_conv_map():
     model = build_model("A", num_classes=10, width=0.125, head="fc", seed=0).eval()
     x = _images()
     d = Describer(model, PRE, layer="conv", flip=False)(x)
-    from vggnet.transfer.preprocess import prepare
+    from vggnet.weights.preprocess import prepare
 
     with torch.no_grad():
         expected = torch.nn.functional.normalize(model.forward_features(prepare(x, PRE)).mean((2, 3)), dim=1)
@@ -50,7 +50,7 @@ def test_conv_layer_is_the_pooled_last_conv_map():
 def test_dense_at_224_equals_the_fc_head_and_scales_average():
     model = build_model("A", num_classes=10, width=0.125, head="fc", seed=0).eval()
     x = _images(2, 224)
-    from vggnet.transfer.preprocess import prepare
+    from vggnet.weights.preprocess import prepare
 
     with torch.no_grad():
         fc = model.forward_head(model.forward_features(prepare(x, PRE)), pre_logits=True)
@@ -86,7 +86,7 @@ def test_save_npy_and_safetensors(tmp_path):
 def _train_fashion_mnist(steps=80):
     """A tiny net, briefly trained on 2000 Fashion-MNIST images with plain SGD."""
     from vggnet.data import augment, sources
-    from vggnet.train.recipe import DataConfig
+    from vggnet.config import DataConfig
 
     ds = sources.get(DataConfig(name="fashion-mnist", subset=2000, download=False), seed=0)
     stats = augment.compute_stats(ds.train)
@@ -109,7 +109,7 @@ def _train_fashion_mnist(steps=80):
 
 def test_linear_probe_on_a_trained_fashion_mnist_net_is_far_above_chance():
     from vggnet.data import sources
-    from vggnet.train.recipe import DataConfig
+    from vggnet.config import DataConfig
 
     model = _train_fashion_mnist()
     ds = sources.get(DataConfig(name="fashion-mnist", subset=2000, download=False), seed=0)

@@ -102,13 +102,13 @@ def test_full_mode_trains_everything():
 
 
 def test_finetune_runs_through_the_trainer(tmp_path):
-    from vggnet.model.weights import load_weights
-    from vggnet.train import recipe
-    from vggnet.transfer.formats import save_as
+    from vggnet.weights.native import load_weights
+    from vggnet import config
+    from vggnet.weights.formats import save_as
 
     source = _pretrained(batch_norm=True, head="gap")
     save_as(source, tmp_path / "pre.safetensors")
-    cfg = recipe.from_dict({"data": {"name": "synthetic", "num_classes": 3, "num_train": 96, "num_test": 32},
+    cfg = config.from_dict({"data": {"name": "synthetic", "num_classes": 3, "num_train": 96, "num_test": 32},
                             "train": {"epochs": 1, "batch_size": 32, "amp": False, "progress": False,
                                       "health_every": 0}, "device": "cpu"})
     result = ft.finetune(tmp_path / "pre.safetensors", cfg, tmp_path / "run", mode="frozen")

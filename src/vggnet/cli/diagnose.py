@@ -7,7 +7,7 @@ import argparse
 import json
 
 from vggnet.errors import ConfigError
-from vggnet.train import recipe
+from vggnet import config
 from vggnet.train.health import diagnose_config
 
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be at least 2 (dead ReLUs and stds need a batch), got {args.batch_size}")
     if args.config and args.config_flag:
         raise ConfigError("give the config once: either CONFIG or -c CONFIG")
-    cfg = recipe.load(args.config or args.config_flag, args.set)
+    cfg = config.load(args.config or args.config_flag, args.set)
     diagnosis = diagnose_config(cfg, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(diagnosis.to_dict(), indent=2, allow_nan=True))

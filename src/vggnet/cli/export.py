@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from vggnet.transfer.export import EXPORTS
-from vggnet.transfer.formats import FORMATS
+from vggnet.weights.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vggnet.transfer.export import example_input, export, max_difference
-    from vggnet.transfer.formats import load_pretrained, save_as
+    from vggnet.weights.formats import load_pretrained, save_as
 
     model = load_pretrained(args.weights, head=args.head).eval()
     if args.format in FORMATS:

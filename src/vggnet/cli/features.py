@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from vggnet.data.augment import compute_stats
     from vggnet.errors import ConfigError
     from vggnet.transfer.features import describe, linear_probe, save_features
-    from vggnet.transfer.formats import load_pretrained
-    from vggnet.transfer.preprocess import imagenet
+    from vggnet.weights.formats import load_pretrained
+    from vggnet.weights.preprocess import imagenet
 
     run_config = Path(args.weights) / "config.yaml"
     if args.config is None and run_config.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vggnet.train import recipe
+from vggnet import config
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -15,11 +15,11 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the dataset files are (sets data.dir)")
 
 
-def load_config(args: argparse.Namespace) -> recipe.RunConfig:
+def load_config(args: argparse.Namespace) -> config.RunConfig:
     overrides = list(args.overrides)
     if getattr(args, "data_dir", None):
         overrides.append(f"data.dir={args.data_dir}")
-    return recipe.load(args.config, overrides)
+    return config.load(args.config, overrides)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

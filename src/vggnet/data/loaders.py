@@ -26,7 +26,7 @@ from vggnet.data.folder import EpochBatches, FolderItems, collate
 from vggnet.data.formats import load_image
 from vggnet.data.sources import Dataset, Split, seed_of
 from vggnet.errors import ConfigError, DataError
-from vggnet.train.recipe import DataConfig
+from vggnet.config import DataConfig
 
 __all__ = ["Loader", "make_loader", "iter_raw", "load_image", "eval_scale"]
 

@@ -18,7 +18,7 @@ import torch
 
 from vggnet.data import formats
 from vggnet.errors import ConfigError, DataError
-from vggnet.train.recipe import DataConfig
+from vggnet.config import DataConfig
 
 
 @dataclass

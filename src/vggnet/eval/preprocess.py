@@ -16,7 +16,7 @@ import torch
 from vggnet.data import augment as A
 from vggnet.data.loaders import eval_scale
 from vggnet.errors import ConfigError, WeightsError
-from vggnet.train.recipe import DataConfig, RunConfig
+from vggnet.config import DataConfig, RunConfig
 
 
 @dataclass

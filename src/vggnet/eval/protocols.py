@@ -32,8 +32,8 @@ from vggnet.eval import metrics
 from vggnet.eval.preprocess import Preprocessing
 from vggnet.model.architectures import HEAD_INPUT
 from vggnet.model.vgg import VGG, convert_head
-from vggnet.model.weights import atomic_write
-from vggnet.train.recipe import RunConfig
+from vggnet.files import atomic_write
+from vggnet.config import RunConfig
 
 PROTOCOLS = ("centre", "dense", "multi_scale", "multi_crop", "fusion")
 MULTI_SCALE = ("multi_scale", "multi_crop", "fusion")  # these average over a set of Q

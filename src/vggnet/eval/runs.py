@@ -14,9 +14,9 @@ from vggnet.data.augment import Stats, compute_stats
 from vggnet.errors import ConfigError, WeightsError
 from vggnet.eval.preprocess import Preprocessing
 from vggnet.model.vgg import VGG, build_model
-from vggnet.model.weights import load_weights, read_metadata
-from vggnet.train import recipe
-from vggnet.train.recipe import RunConfig
+from vggnet.weights.native import load_weights, read_metadata
+from vggnet import config
+from vggnet.config import RunConfig
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
@@ -58,7 +58,7 @@ def load(path: str | Path, *, data: str | None = None, data_dir: str | None = No
         meta = read_metadata(weights)
         if not (path / CONFIG_NAME).is_file():
             raise ConfigError(f"{path} has no {CONFIG_NAME}; pass the weights file with --data NAME instead")
-        cfg = recipe.load(path / CONFIG_NAME)
+        cfg = config.load(path / CONFIG_NAME)
         m = meta["model"]
         expected = build_model(cfg.model.name, num_classes=int(m.get("num_classes", 1000)),
                                batch_norm=cfg.model.batch_norm, head=cfg.model.head,
@@ -66,8 +66,8 @@ def load(path: str | Path, *, data: str | None = None, data_dir: str | None = No
                                dropout=cfg.model.dropout, init=None)
         model = load_weights(weights, expected)
     else:  # any weights file or torchvision:NAME; Keras BGR / 0-255 input folded into the model
-        from vggnet.transfer.formats import load_pretrained
-        from vggnet.transfer.preprocess import canonical
+        from vggnet.weights.formats import load_pretrained
+        from vggnet.weights.preprocess import canonical
 
         model = canonical(load_pretrained(spec))
         meta, weights = model.metadata, path

@@ -3,8 +3,7 @@
 - spec.py: a sweep spec (base config, grid, seeds, budgets) -> cells
 - sweep.py: run the cells as `vggnet train` subprocesses, --jobs at a time, resumable
 - index.py: sweep.db, the SQLite index of runs, their status and final metrics
-- runs.py: reading a run directory (metrics.jsonl, eval.json, config.yaml)
 - summary.py: per-cell mean ± std, min, max and the "never learned" share
-- plots.py, report.py: the figures and the self-contained report.html
+- report.py: the sweep's report.html (on vggnet.report's pieces) and the RESULTS.md tables
 - paper.py, studies.py: the paper's numbers, Table 6 ensembles over finished cells
 """

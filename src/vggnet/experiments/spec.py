@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from vggnet.errors import ConfigError
-from vggnet.train import recipe
+from vggnet import config
 
 SPEC_KEYS = ("base", "set", "grid", "exclude", "seeds", "out", "budgets", "study", "report", "budget")
 
@@ -70,7 +70,7 @@ class Spec:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    return recipe.read_yaml(path, "sweep spec", "see configs/studies/ for examples",
+    return config.read_yaml(path, "sweep spec", "see configs/studies/ for examples",
                      "a mapping with base:, grid:, seeds:, out:")
 
 
@@ -191,10 +191,10 @@ def expand(spec: Spec) -> list[Cell]:
     return cells
 
 
-def cell_config(spec: Spec, cell: Cell) -> recipe.RunConfig:
+def cell_config(spec: Spec, cell: Cell) -> config.RunConfig:
     """The validated RunConfig of one cell (base + shared overrides + grid point + seed)."""
     data = _deep_update(copy.deepcopy(spec.base), _nest(cell.overrides))
     try:
-        return recipe.from_dict(data)
+        return config.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"sweep cell {cell.id}: {exc}") from None

@@ -24,9 +24,10 @@ from vggnet.data import sources
 from vggnet.eval.preprocess import Preprocessing
 from vggnet.eval.protocols import evaluate_models
 from vggnet.experiments.index import read_rows
-from vggnet.experiments.runs import read_config
-from vggnet.model.weights import atomic_write, load_weights
-from vggnet.train import recipe
+from vggnet.report.rundir import read_config
+from vggnet.files import atomic_write
+from vggnet.weights.native import load_weights
+from vggnet import config
 
 
 def _matches(key: dict[str, Any], partial: dict[str, Any]) -> bool:
@@ -49,7 +50,7 @@ def ensemble(sweep_dir: str | Path, members: list[dict[str, Any]], *, protocols:
         for d in dirs:
             model = load_weights(d / "model.safetensors")
             nets.append((model, Preprocessing.from_metadata(model.metadata, str(d))))
-        cfg = recipe.from_dict(read_config(dirs[0]))
+        cfg = config.from_dict(read_config(dirs[0]))
         ds = sources.get(cfg.data, seed=cfg.seed)
         result = evaluate_models(nets, ds, protocols=protocols, scales=cfg.eval.scales, device=device,
                                  limit=cfg.eval.limit)  # the test images the members were scored on

@@ -60,7 +60,7 @@ def cell_stats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def protocol_stats(rows: list[dict[str, Any]], protocol: str) -> tuple[float, float, int] | None:
     """Mean and std of top-1 error (%) of one eval protocol over finished rows, and n."""
-    from vggnet.experiments.runs import accuracy
+    from vggnet.report.rundir import accuracy
 
     errors = [100.0 * (1.0 - accuracy(r["protocols"][protocol]["top1_error"]))
               for r in rows if r["status"] == "done" and protocol in (r.get("protocols") or {})]

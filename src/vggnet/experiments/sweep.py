@@ -22,9 +22,9 @@ import yaml
 
 from vggnet.errors import ConfigError
 from vggnet.experiments.index import Index, alive
-from vggnet.experiments.runs import summarise_run
+from vggnet.report.rundir import summarise_run
 from vggnet.experiments.spec import Cell, Spec, cell_config, expand
-from vggnet.train import recipe
+from vggnet import config
 
 # {config}, {dir} are filled in; {resume} becomes --resume when the cell has a checkpoint.
 DEFAULT_COMMAND = (sys.executable, "-m", "vggnet", "train", "-c", "{config}", "--out", "{dir}", "{resume}")
@@ -91,7 +91,7 @@ def prepare(spec: Spec) -> tuple[list[Cell], Index]:
         cfg = cell_config(spec, cell)
         cfg.train.progress = False  # no progress bars in log files
         path = cell.dir / "cell.yaml"
-        text = yaml.safe_dump(recipe.to_dict(cfg), sort_keys=False)
+        text = yaml.safe_dump(config.to_dict(cfg), sort_keys=False)
         started = (cell.dir / "metrics.jsonl").is_file() or (cell.dir / "checkpoints" / "last.pt").is_file()
         if started and path.is_file() and path.read_text() != text:
             raise ConfigError(f"the spec changed for cell {cell.id}, which has already run; sweep into a new "

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vggnet.errors import TrainingError
-from vggnet.model.weights import atomic_write
+from vggnet.files import atomic_write
 
 
 def rng_state() -> dict[str, Any]:

@@ -276,7 +276,7 @@ def build_for_diagnosis(cfg: Any, *, num_classes: int, in_channels: int) -> nn.M
     model = build_model(m.name, num_classes=num_classes, batch_norm=m.batch_norm, head=m.head,
                         in_channels=in_channels, width=m.width, dropout=m.dropout, init=m.init, seed=cfg.seed)
     if m.pre_initialise:
-        from vggnet.model.weights import load_weights
+        from vggnet.weights.native import load_weights
 
         pre_initialise(model, load_weights(m.pre_initialise))
     return model

@@ -10,8 +10,8 @@ from typing import Any
 from vggnet.data import augment
 from vggnet.model.init import pre_initialise
 from vggnet.model.vgg import VGG, build_model
-from vggnet.model.weights import load_weights
-from vggnet.train.recipe import RunConfig
+from vggnet.weights.native import load_weights
+from vggnet.config import RunConfig
 
 
 def default_out_dir(cfg: RunConfig) -> Path:
@@ -64,9 +64,7 @@ class Interrupt:
 
 
 def render_report(out: Path) -> None:
-    """report.html for the run, when the experiments module is installed."""
-    try:
-        from vggnet.experiments.report import render_run
-    except ImportError:
-        return
+    """report.html for the run (imported here: matplotlib only when a run ends)."""
+    from vggnet.report.run import render_run
+
     render_run(out)

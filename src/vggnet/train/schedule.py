@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from vggnet.train.recipe import TrainConfig
+from vggnet.config import TrainConfig
 
 
 @dataclass

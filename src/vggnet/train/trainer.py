@@ -22,9 +22,9 @@ from torch import nn
 from vggnet.data import augment, loaders, sources
 from vggnet.errors import ConfigError, TrainingError
 from vggnet.model.vgg import VGG
-from vggnet.model.weights import load_weights, save_weights
+from vggnet.weights.native import load_weights, save_weights
 from vggnet.train import checkpoint, distributed
-from vggnet.train.recipe import RunConfig, dump
+from vggnet.config import RunConfig, dump
 from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from vggnet.errors import ConfigError, WeightsError
 from vggnet.model.vgg import VGG
-from vggnet.model.weights import atomic_write
+from vggnet.files import atomic_write
 
 EXPORTS = ("onnx", "torchscript")
 MIN_OPSET = 17

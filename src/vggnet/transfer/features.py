@@ -22,8 +22,8 @@ from vggnet.data import augment
 from vggnet.errors import ConfigError
 from vggnet.model.architectures import HEAD_INPUT
 from vggnet.model.vgg import VGG, convert_head
-from vggnet.model.weights import atomic_write
-from vggnet.transfer.preprocess import prepare
+from vggnet.files import atomic_write
+from vggnet.weights.preprocess import prepare
 
 LAYERS = ("penultimate", "conv")
 PROBES = ("svm", "logreg")

@@ -23,9 +23,9 @@ from torch import nn
 from vggnet.errors import ConfigError
 from vggnet.model import init as init_lib
 from vggnet.model.vgg import VGG
-from vggnet.model.weights import atomic_write
-from vggnet.train.recipe import RunConfig, validate
-from vggnet.transfer import preprocess
+from vggnet.files import atomic_write
+from vggnet.config import RunConfig, validate
+from vggnet.weights import preprocess
 
 MODES = ("frozen", "full", "groups")
 GROUPS = ("block1", "block2", "block3", "block4", "block5", "fc", "head")
@@ -127,7 +127,7 @@ def finetune(weights: str | Path, cfg: RunConfig, out_dir: str | Path | None = N
     the trainer's RunResult. The run's config records the pretrained model and mode."""
     from vggnet.data import sources
     from vggnet.train import trainer
-    from vggnet.transfer.formats import load_pretrained
+    from vggnet.weights.formats import load_pretrained
 
     model = load_pretrained(weights)
     ds = sources.get(cfg.data, seed=cfg.seed)

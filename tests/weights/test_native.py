@@ -8,7 +8,7 @@ import torchvision
 
 import vggnet
 from vggnet.errors import WeightsError
-from vggnet.model.weights import load_state_dict, read_metadata
+from vggnet.weights.native import load_state_dict, read_metadata
 
 
 def test_safetensors_round_trip_rebuilds_the_model(tmp_path):

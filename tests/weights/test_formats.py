@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 from vggnet.errors import WeightsError
 from vggnet.model.vgg import build_model
-from vggnet.transfer import formats, preprocess
-from vggnet.transfer.formats import load_pretrained, save_as
+from vggnet.weights import formats, preprocess
+from vggnet.weights.formats import load_pretrained, save_as
 
 h5py = pytest.importorskip("h5py")  # the [transfer] extra
 

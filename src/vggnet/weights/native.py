@@ -1,16 +1,13 @@
-"""Weights in and out: our safetensors format, torchvision state dicts, safe loading.
-
-Our files are safetensors with the model's config (and, from a run, its preprocessing and
-class names) in the metadata, so a file alone rebuilds its model. Nothing is ever
-unpickled without ``weights_only=True``.
+"""Our weights format: safetensors with the model's config (and, from a run, its preprocessing
+and class names) in the metadata, so a file alone rebuilds its model. Also the safe reader for
+torch tensor files that every other format goes through: nothing is ever unpickled without
+``weights_only=True``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vggnet.errors import WeightsError
-from vggnet.model.vgg import VGG, convert_head, from_config
+from vggnet.files import atomic_write
+from vggnet.model.vgg import VGG, from_config
 
 META_KEY = "vggnet"
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move the file into place: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_weights(model: VGG, path: str | Path, **metadata: Any) -> Path:
@@ -123,39 +107,3 @@ def _load_into(model: VGG, state: dict[str, torch.Tensor], path: Any, *, strict:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
         raise WeightsError(f"{path} does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-
-
-TORCHVISION_CONVS = {8: "A", 10: "B", 13: "D", 16: "E"}
-
-
-def from_torchvision(state_dict: dict[str, torch.Tensor], *, head: str = "fc") -> VGG:
-    """Build the VGG matching a torchvision ``vgg11..vgg19[_bn]`` state dict and load it."""
-    conv_keys = [k for k, v in state_dict.items() if k.startswith("features.") and k.endswith(".weight")
-                 and v.ndim == 4]
-    letter = TORCHVISION_CONVS.get(len(conv_keys))
-    if letter is None or "classifier.6.weight" not in state_dict:
-        raise WeightsError("not a torchvision VGG state dict: expected 8, 10, 13 or 16 convs under "
-                           "'features.N' and 'classifier.6'")
-    batch_norm = any(k.endswith("running_mean") for k in state_dict)
-    first = state_dict["features.0.weight"]
-    model = VGG(letter, num_classes=state_dict["classifier.6.weight"].shape[0], batch_norm=batch_norm,
-                head="fc", in_channels=first.shape[1], width=first.shape[0] / 64)
-    _load_into(model, dict(state_dict), "torchvision state dict", strict=True)
-    return convert_head(model, head) if head != "fc" else model
-
-
-def to_torchvision(model: VGG) -> dict[str, torch.Tensor]:
-    """A state dict that torchvision's matching ``vggNN[_bn]`` loads (fc head layout)."""
-    letter = model.config["name"]
-    if letter not in TORCHVISION_CONVS.values():
-        raise WeightsError(f"torchvision has no VGG-{letter}; only A, B, D, E (vgg11/13/16/19)")
-    if model.head == "gap":
-        raise WeightsError("torchvision VGGs have the fc head; this model has 'gap'")
-    fc_shapes = {0: (model.hidden, -1), 3: (model.hidden, model.hidden), 6: (model.config["num_classes"], -1)}
-    out = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("classifier.") and key.endswith(".weight"):
-            value = value.reshape(fc_shapes[int(key.split(".")[1])])
-        out[key] = value.detach().clone()
-    return out
-

@@ -1,5 +1,8 @@
 """The typed run configuration: one object from YAML + `--set` overrides to every stage.
 
+The ground floor of the package: it imports nothing of vggnet but `errors` and Table 1's
+names (`model.architectures`, pure data), so data, eval, train and the CLI all read it.
+
 Every default is visible here, with the reason next to it. `load()` validates and
 suggests the nearest valid key for a typo; `dump()` writes the fully resolved config,
 which `load()` reads back unchanged. The defaults are the out-of-the-box run (`vggnet train`,
@@ -17,6 +20,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from vggnet.errors import ConfigError
+from vggnet.model.architectures import resolve_name
 
 
 @dataclass
@@ -171,8 +175,6 @@ def parse_override(text: str) -> dict[str, Any]:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Check values that types alone do not catch."""
-    from vggnet.model.architectures import resolve_name
-
     resolve_name(cfg.model.name)
     choices = {
         "model.head": (cfg.model.head, ("fc", "conv", "gap")),

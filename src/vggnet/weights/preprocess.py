@@ -41,6 +41,16 @@ def keras_caffe() -> dict[str, Any]:
             "channel_order": "BGR", "pixel_scale": 255}
 
 
+def imagenet_metadata(model: torch.nn.Module, *, source: str) -> dict[str, Any]:
+    """Published torchvision/timm/Keras VGGs are ImageNet models: its classes and preprocessing."""
+    meta: dict[str, Any] = {"model": dict(model.config), "source": source, "preprocessing": imagenet()}
+    if model.config["num_classes"] == 1000:
+        from torchvision.models import VGG16_Weights
+
+        meta["classes"] = list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])
+    return meta
+
+
 def _in_unit_range(pre: dict[str, Any]) -> tuple[str, Stats]:
     """(mode, stats) for images in 0-1 units and in the file's channel order: pixel_scale folded
     into mean and std (x*255 - m == (x - m/255) / (1/255))."""

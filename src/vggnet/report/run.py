@@ -1,0 +1,129 @@
+"""One run's report.html: config, curves, protocols, confusion, analysis, health. Robust to
+missing pieces: a run without eval.json (still training, or crashed) renders with what it has."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vggnet.errors import ConfigError
+from vggnet.report import plots
+from vggnet.report.html import esc, img, page, pct, table, write
+from vggnet.report.rundir import primary_protocol, read_config, read_json, read_metrics
+
+
+def _protocols_section(evaluation: dict[str, Any]) -> list[str]:
+    protocols = evaluation.get("protocols") or {}
+    if not protocols:
+        return []
+    rows = [[name, pct(p.get("top1_error")), pct(p.get("top5_error")), p.get("n", "")]
+            for name, p in protocols.items()]
+    return ["<h2>Test protocols</h2><p>Error in % (as in the paper's Table 5).</p>",
+            table(["protocol", "top-1 error", "top-5 error", "n"], rows, cls="protocols")]
+
+
+WARN_KEYS = ("collapse", "collapse_warning", "warning")
+
+
+def _analysis_section(evaluation: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    analysis = evaluation.get("analysis") or {}
+    classes = evaluation.get("classes") or []
+    if analysis:
+        out.append("<h2>Error analysis</h2>")
+        for key in WARN_KEYS:
+            if analysis.get(key):
+                out.append(f'<p class="warn">{esc(analysis[key])}</p>')
+        share = analysis.get("prediction_share")
+        scalars = [[k.replace("_", " "), v] for k, v in analysis.items()
+                   if not isinstance(v, (dict, list)) and v is not None and k not in WARN_KEYS]
+        if scalars:
+            out.append(table(["", "value"], scalars, cls="analysis"))
+        for key, value in analysis.items():
+            if key in (*WARN_KEYS, "prediction_share") or not isinstance(value, (dict, list)):
+                continue
+            if value:
+                out.append(f"<h3>{esc(key.replace('_', ' '))}</h3>{_generic(value)}")
+    else:
+        share = None
+    per_class = evaluation.get("per_class")
+    if per_class:
+        cols, rows = _per_class_rows(per_class, classes)
+        if isinstance(share, list) and len(share) == len(rows):
+            cols, rows = cols + ["share of predictions"], [r + [f"{100 * v:.1f}%"] for r, v in zip(rows, share)]
+        out += ["<h2>Per class</h2>", table(["class"] + cols, rows, cls="per-class")]
+    return out
+
+
+def _per_class_rows(per_class: Any, classes: list[str]) -> tuple[list[str], list[list[Any]]]:
+    """Accepts {metric: [per class]}, {class: {metric: v}} or [{metric: v}] (one row per class)."""
+    wanted = ("precision", "recall", "f1", "support")
+    if isinstance(per_class, dict) and all(isinstance(v, list) for v in per_class.values()):
+        cols = [k for k in wanted if k in per_class]
+        n = max(len(per_class[k]) for k in cols) if cols else 0
+        names = classes if len(classes) == n else list(range(n))
+        return cols, [[names[i]] + [per_class[k][i] for k in cols] for i in range(n)]
+    if isinstance(per_class, dict):
+        items = list(per_class.items())
+    else:
+        items = [(c.get("class", classes[i] if i < len(classes) else i), c) for i, c in enumerate(per_class)]
+    cols = [k for k in wanted if any(k in v for _, v in items)]
+    return cols, [[name] + [v.get(k, "") for k in cols] for name, v in items]
+
+
+def _generic(value: Any) -> str:
+    """A dict of scalars or a list of dicts/lists as a table; anything else as text."""
+    if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+        return table(["", "value"], [[k, v] for k, v in value.items()])
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        cols = list(dict.fromkeys(k for v in value for k in v))
+        return table(cols, [[v.get(c, "") for c in cols] for v in value])
+    if isinstance(value, list) and value and all(isinstance(v, (list, tuple)) for v in value):
+        return table([""] * max(len(v) for v in value), [list(v) for v in value])
+    return f"<pre>{esc(json.dumps(value, indent=1) if not isinstance(value, str) else value)}</pre>"
+
+
+def _events_section(events: list[dict[str, Any]]) -> list[str]:
+    if not events:
+        return ["<h2>Health</h2><p>No health events were logged.</p>"]
+    rows = [[e.get("event", ""), e.get("epoch", ""), e.get("step", ""), e.get("message", ""), e.get("fix", "")]
+            for e in events]
+    return ["<h2>Health</h2>", table(["event", "epoch", "step", "message", "fix"], rows, left=5, cls="events")]
+
+
+def render_run(run_dir: str | Path) -> Path:
+    """Write run_dir/report.html: config, curves, protocols, confusion, analysis, health."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a directory; give a run directory (runs/<name>)")
+    config = read_config(run_dir)
+    epochs, events = read_metrics(run_dir)
+    evaluation = read_json(run_dir / "eval.json")
+    body: list[str] = []
+    summary = []
+    vals = [e["val_top1"] for e in epochs if e.get("val_top1") is not None]
+    if epochs:
+        summary.append(["epochs", max(e["epoch"] for e in epochs)])
+    if vals:
+        summary.append(["best val top-1", max(vals)])
+    primary = primary_protocol(evaluation)
+    if primary:
+        summary.append([f"test top-1 error % ({primary})", pct(evaluation["protocols"][primary].get("top1_error"))])
+    if not evaluation:
+        body.append('<p class="muted">No eval.json yet: the run is unfinished or failed before testing.</p>')
+    body.append(table(["", "value"], summary, cls="summary") if summary else "")
+    if epochs:
+        body += ["<h2>Learning curves</h2>", img(plots.learning_curves(epochs), "learning curves")]
+    body += _protocols_section(evaluation)
+    if evaluation.get("confusion"):
+        body += ["<h2>Confusion matrix</h2>",
+                 img(plots.confusion_matrix(evaluation["confusion"], evaluation.get("classes") or []),
+                      "confusion matrix")]
+    body += _analysis_section(evaluation)
+    body += _events_section(events)
+    if config:
+        body += ["<h2>Config</h2>", f"<pre>{esc(yaml.safe_dump(config, sort_keys=False))}</pre>"]
+    return write(run_dir / "report.html", page(f"Run {config.get('name') or '/'.join(run_dir.resolve().parts[-2:])}", body))
