@@ -71,7 +71,7 @@ def calibrate(sizes: list[int], widths: list[float], nets: tuple[str, ...] = NET
         for width in widths if size == 32 else [1.0]:  # width 0.25 is for the tests, which use 32 px
             cases = [(net, bn, init, None) for net in nets for bn in (False, True) for init in INITS]
             cases += [(net, False, init, "A") for net in ("D", "E") if net in nets
-                      for init in ("std0.01", "paper")]
+                      for init in ("std0.01", "std0.1")]
             for net, bn, init, pre in cases:
                 t0 = time.perf_counter()
                 kw = dict(num_classes=classes, batch_norm=bn, head=head, in_channels=channels, width=width)

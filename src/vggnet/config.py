@@ -23,12 +23,27 @@ from vggnet.errors import ConfigError
 from vggnet.model.architectures import resolve_name
 
 
+# Names that mean one thing each (model.init: vggnet.model.init; data.normalize: vggnet.data.augment).
+INITS = ("std0.1", "std0.01", "glorot", "kaiming")
+RETIRED_INITS = {"paper": "init 'paper' was ambiguous and is retired: use std0.1 (the paper's sentence read "
+                    "literally, variance 1e-2) or std0.01 (the reading that trains; the paper presets use it)"}
+
+# The input regimes a net can be trained in (data.normalize):
+NORMALIZE = {
+    "paper": "RGB, pixel values 0-255 minus the training set's mean pixel, nothing else (paper 2.1; Caffe)",
+    "caffe": "as paper, in BGR channel order (the paper's Caffe release and Keras' 'caffe' mode)",
+    "standardize": "[0, 1] units, minus the mean, divided by the std per channel (small-image nets)",
+    "unit-mean": "[0, 1] units minus the mean: the paper's mean subtraction at 1/255 of its scale",
+    "none": "[0, 1] units",
+}
+
+
 @dataclass
 class ModelConfig:
     name: str = "A"  # Table 1 letter or alias (vgg11, vgg16_bn, ...)
     batch_norm: bool = True  # seed 001: BN is what makes deep VGGs train reliably
     head: str = "gap"  # "fc" (paper), "conv" (dense evaluation), "gap" (small images)
-    init: str = "kaiming"  # "paper" | "std0.01" | "glorot" | "kaiming"
+    init: str = "kaiming"  # "std0.1" (paper, literal) | "std0.01" (paper, as it trains) | "glorot" | "kaiming"
     width: float = 0.5  # channel multiplier; half width: the best accuracy per CPU-minute on Fashion-MNIST
     dropout: float = 0.5  # paper: 0.5 after FC1 and FC2
     pre_initialise: str | None = None  # weights file of a trained A (paper 3.1)
@@ -47,7 +62,7 @@ class DataConfig:
     pad: int = 4  # pad-and-random-crop for small images (0 disables)
     flip: bool = True  # random horizontal flip
     colour_shift: float = 0.0  # AlexNet PCA colour shift alpha std (paper: 0.1)
-    normalize: str = "standardize"  # "mean" (paper: subtract mean RGB) | "standardize" | "none"
+    normalize: str = "standardize"  # "paper" (0-255 minus mean pixel) | "caffe" | "standardize" | "unit-mean" | "none"
     workers: int = 2  # DataLoader workers for image folders
     train_per_class: int = 30  # caltech256: training images per class (paper protocol: 30 or 60)
     clutter: bool = False  # caltech256: keep the 257th "clutter" class
@@ -80,6 +95,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0  # also save last.pt this often within an epoch
     on_nonfinite: str = "rollback"  # "rollback" (restore last good state, lr /= 10) | "stop"
     health_every: int = 100  # steps between training-health samples (0 disables)
+    force: bool = False  # train even when the pre-training diagnosis says "will not train"
     progress: bool = True  # progress bar
 
 
@@ -178,12 +194,14 @@ def validate(cfg: RunConfig) -> RunConfig:
     resolve_name(cfg.model.name)
     choices = {
         "model.head": (cfg.model.head, ("fc", "conv", "gap")),
-        "model.init": (cfg.model.init, ("paper", "std0.01", "glorot", "kaiming")),
-        "data.normalize": (cfg.data.normalize, ("mean", "standardize", "none")),
+        "model.init": (cfg.model.init, INITS),
+        "data.normalize": (cfg.data.normalize, tuple(NORMALIZE)),
         "train.optimizer": (cfg.train.optimizer, ("sgd", "adam")),
         "train.schedule": (cfg.train.schedule, ("plateau", "step", "cosine", "onecycle", "constant")),
         "train.on_nonfinite": (cfg.train.on_nonfinite, ("rollback", "stop")),
     }
+    if cfg.model.init in RETIRED_INITS:
+        raise ConfigError(f"model.{RETIRED_INITS[cfg.model.init]}")
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")

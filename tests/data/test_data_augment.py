@@ -7,6 +7,7 @@ import torch
 
 from vggnet.data import augment as A
 from vggnet.data.sources import Split
+from vggnet.errors import ConfigError
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -110,11 +111,26 @@ def test_normalize_modes() -> None:
     x = torch.tensor([0, 255], dtype=torch.uint8).view(1, 1, 1, 2)
     st = A.Stats([0.5], [0.25])
     assert A.normalize(x, st, "none").flatten().tolist() == [0.0, 1.0]
-    assert A.normalize(x, st, "mean").flatten().tolist() == pytest.approx([-0.5, 0.5])
+    assert A.normalize(x, st, "unit-mean").flatten().tolist() == pytest.approx([-0.5, 0.5])
+    # the paper's regime: pixel values 0-255 minus the mean pixel (0.5 * 255), nothing else
+    assert A.normalize(x, st, "paper").flatten().tolist() == pytest.approx([-127.5, 127.5])
     assert A.normalize(x, st, "standardize").flatten().tolist() == pytest.approx([-2.0, 2.0])
     assert torch.allclose(A.normalize(x.float() / 255, st, "standardize"), A.normalize(x, st, "standardize"))
     rgb = A.normalize(A.convert_channels(x, 3), st, "standardize")  # stats follow the conversion
     assert rgb.shape == (1, 3, 1, 2) and rgb.flatten().tolist() == pytest.approx([-2.0, 2.0] * 3)
+
+
+def test_paper_and_caffe_regimes_are_0_255_minus_the_mean_pixel_in_rgb_and_bgr() -> None:
+    x = torch.tensor([10, 100, 200], dtype=torch.uint8).view(1, 3, 1, 1)  # R, G, B
+    st = A.Stats([0.2, 0.4, 0.6], [0.1, 0.1, 0.1])
+    paper = A.normalize(x, st, "paper").flatten().tolist()
+    assert paper == pytest.approx([10 - 51, 100 - 102, 200 - 153], abs=1e-4)
+    assert A.normalize(x, st, "caffe").flatten().tolist() == pytest.approx(paper[::-1], abs=1e-4)  # B, G, R
+
+
+def test_unknown_normalisation_lists_the_names() -> None:
+    with pytest.raises(ConfigError, match="paper, caffe, standardize, unit-mean, none"):
+        A.normalize(torch.zeros(1, 1, 2, 2), A.Stats([0.0], [1.0]), "mean")
 
 
 def test_convert_channels() -> None:

@@ -62,6 +62,29 @@ def test_collapse_warning_when_one_class_takes_most_predictions():
     assert analysis["worst_classes"][0]["recall"] == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize("m", [2, 3])
+def test_collapse_warning_when_two_or_three_classes_take_most_predictions(m):
+    """'everything is comet or background': no single class passes the one-class threshold (30% of
+    10 classes), but m of them together take 90% of the predictions while being m/10 of the images."""
+    classes = [f"c{i}" for i in range(10)]
+    labels = torch.arange(10).repeat(20)
+    i = torch.arange(200)
+    predicted = torch.where(i % 10 < 9, (i // 10) % m + 4, labels)  # 90% spread over classes 4..4+m-1
+    analysis = metrics.error_analysis(metrics.confusion_matrix(predicted, labels, 10), classes)
+    warning = analysis["collapse_warning"]
+    assert warning is not None and all(f"'c{4 + j}'" in warning for j in range(m))
+    assert f"{m} classes" in warning and "90%" in warning
+
+
+def test_no_warning_when_the_top_three_are_near_their_share():
+    classes = [f"c{i}" for i in range(10)]
+    labels = torch.arange(10).repeat(20)
+    predicted = labels.clone()
+    predicted[:30] = torch.tensor([0, 1, 2] * 10)  # the top three take 42% of the predictions, 30% of the images
+    analysis = metrics.error_analysis(metrics.confusion_matrix(predicted, labels, 10), classes)
+    assert analysis["collapse_warning"] is None
+
+
 def test_no_warning_for_an_honest_classifier_and_the_pairs_are_ranked():
     classes = ["a", "b", "c"]
     labels = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)

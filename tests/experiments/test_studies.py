@@ -39,7 +39,8 @@ def test_paper_ablations_follow_the_paper_recipe():
         cells = configs("paper_ablations", budget)
         assert len(cells) == 6 * 2 * (5 if budget is None else 4)
         for cell, cfg in cells.values():
-            assert not cfg.model.batch_norm and cfg.model.init == "paper" and not cfg.train.nesterov
+            assert not cfg.model.batch_norm and cfg.model.init == "std0.01" and not cfg.train.nesterov
+            assert cfg.data.normalize == "paper" and not cfg.train.amp and cfg.train.momentum == 0.9
             name, scale = cell.key["model.name"], cell.key["scale"]
             if name in ("A", "A-LRN"):
                 assert cfg.model.pre_initialise is None and not cell.depends
@@ -55,7 +56,7 @@ def test_init_study_compares_the_five_inits_without_bn():
     assert len(cells) == (4 + 5) * 5  # A: four random inits; D: those and pre-init from A
     assert all(not cfg.model.batch_norm and cfg.train.batch_size == 16 for _, cfg in cells.values())
     pre = [(cell, cfg) for cell, cfg in cells.values() if cell.key["init"] == "pre-A"]
-    assert pre and all(cfg.model.name == "D" and cell.depends == [f"name=A,init=paper/seed{cfg.seed}"]
+    assert pre and all(cfg.model.name == "D" and cell.depends == [f"name=A,init=std0.01/seed{cfg.seed}"]
                        for cell, cfg in pre)
 
 

@@ -12,7 +12,7 @@ def weights_of(model, kind):
     return [m.weight for m in model.modules() if isinstance(m, kind)]
 
 
-@pytest.mark.parametrize("scheme,std", [("paper", 0.1), ("std0.01", 0.01)])
+@pytest.mark.parametrize("scheme,std", [("std0.1", 0.1), ("std0.01", 0.01)])
 def test_gaussian_inits_have_the_stated_std(scheme, std):
     model = vggnet.build_model("A", num_classes=10, width=0.25, init=scheme, seed=0)
     for w in weights_of(model, (nn.Conv2d, nn.Linear)):
@@ -34,22 +34,22 @@ def test_glorot_and_kaiming_scales():
 
 
 def test_batchnorm_init():
-    model = vggnet.build_model("A", batch_norm=True, width=0.25, init="paper")
+    model = vggnet.build_model("A", batch_norm=True, width=0.25, init="std0.1")
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             assert (m.weight == 1).all() and (m.bias == 0).all()
 
 
 def test_seeded_init_is_reproducible():
-    a = vggnet.build_model("B", width=0.125, init="paper", seed=3)
-    b = vggnet.build_model("B", width=0.125, init="paper", seed=3)
+    a = vggnet.build_model("B", width=0.125, init="std0.1", seed=3)
+    b = vggnet.build_model("B", width=0.125, init="std0.1", seed=3)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
 
 
 @pytest.mark.parametrize("deep", ["B", "C", "D", "E"])
 def test_pre_initialise_copies_first_four_convs_and_fc(deep):
-    a = vggnet.build_model("A", num_classes=10, width=0.125, init="paper", seed=1)
+    a = vggnet.build_model("A", num_classes=10, width=0.125, init="std0.1", seed=1)
     d = vggnet.build_model(deep, num_classes=10, width=0.125, init="glorot", seed=2)
     before = [w.clone() for w in weights_of(d, nn.Conv2d)]
     vggnet.pre_initialise(d, a)

@@ -78,7 +78,7 @@ def test_forward_split_and_pre_logits():
     ({"width": 0}, "width"),
     ({"width": -1.0}, "width"),
     ({"head": "mlp"}, "valid: fc, conv, gap"),
-    ({"init": "zeros"}, "valid: paper"),
+    ({"init": "zeros"}, "valid: std0.1, std0.01"),
 ])
 def test_bad_arguments(kwargs, match):
     args = {"name": "A", **kwargs}

@@ -74,7 +74,7 @@ def test_d_pre_initialised_from_a_does_not_vanish():
 
 
 def test_paper_init_without_bn_explodes():
-    d = diagnose(_net("D", "paper", width=1.0), *_batch(n=8))
+    d = diagnose(_net("D", "std0.1", width=1.0), *_batch(n=8))
     assert d.verdict == "will not train" and "explodes" in d.reason
     assert d.signal_ratio > 1e3
 

@@ -24,17 +24,6 @@ def test_every_shipped_config_loads():
         config.load(path)
 
 
-def test_paper_recipe_defaults():
-    cfg = config.load(ROOT / "configs/paper/A.yaml")
-    t = cfg.train
-    assert (t.batch_size, t.momentum, t.weight_decay, t.lr, t.schedule) == (256, 0.9, 5e-4, 1e-2, "plateau")
-    assert t.plateau_max_decreases == 3 and t.epochs == 74
-    assert cfg.model.dropout == 0.5 and cfg.model.init == "paper" and cfg.model.head == "fc"
-    assert cfg.model.width == 1.0 and not cfg.model.batch_norm and t.label_smoothing == 0
-    assert cfg.data.scale == [256] and cfg.data.image_size == 224 and cfg.data.colour_shift == 0.1
-    assert cfg.data.normalize == "mean" and cfg.data.flip
-
-
 def test_overrides_and_round_trip(tmp_path):
     cfg = config.load(None, ["train.lr=0.1", "model.name=vgg16_bn", "data.scale=[256, 512]", "train.max_steps=5"])
     assert cfg.train.lr == 0.1 and cfg.model.name == "vgg16_bn" and cfg.data.scale == [256, 512]

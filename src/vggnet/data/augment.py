@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from vggnet.config import NORMALIZE
 from vggnet.errors import ConfigError
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's "L" conversion
@@ -244,19 +245,28 @@ def compute_stats(split, *, max_images: int = 10000, seed: int = 0) -> Stats:  #
     return stats
 
 
+def check_normalize(mode: str, key: str = "data.normalize") -> None:
+    if mode not in NORMALIZE:
+        raise ConfigError(f"{key}={mode!r} is not one of {', '.join(NORMALIZE)}")
+
+
 def normalize(images: torch.Tensor, stats: Stats, mode: str) -> torch.Tensor:
-    """float32 net input. uint8 is first scaled to [0, 1]. "mean": x - mean (the paper's mean-RGB
-    subtraction, in [0, 1] units rather than 0-255, i.e. the paper's input divided by 255);
-    "standardize": (x - mean) / std per channel (seed 001); "none": x in [0, 1]."""
-    if mode not in ("mean", "standardize", "none"):
-        raise ConfigError(f"data.normalize={mode!r} is not one of mean, standardize, none")
+    """float32 net input (see NORMALIZE). uint8 is first scaled to [0, 1]; the stats are in
+    [0, 1] units and RGB order, whatever the mode. "paper" and "caffe" multiply back to 0-255,
+    so the first conv sees what Caffe fed it (the init's regime; LRN's k term is then small)."""
+    check_normalize(mode)
     c = images.shape[-3]
     stats = stats.for_channels(c)
     scale = 1 / 255 if images.dtype == torch.uint8 else 1.0
     if mode == "none":
         return images.float() * scale
+    if mode == "caffe":
+        images, stats = images.flip(-3), Stats(stats.mean[::-1], stats.std[::-1])
     mean = torch.tensor(stats.mean, dtype=torch.float32, device=images.device).view(c, 1, 1)
-    inv = torch.ones_like(mean) if mode == "mean" else 1 / torch.tensor(stats.std, device=images.device).view(c, 1, 1)
+    if mode == "standardize":
+        inv = 1 / torch.tensor(stats.std, device=images.device).view(c, 1, 1)
+    else:
+        inv = torch.full_like(mean, 255.0 if mode in ("paper", "caffe") else 1.0)
     # (x * scale - mean) * inv, fused as x * a + b
     return torch.addcmul((-mean * inv).expand(images.shape[-3:]), images.float(), inv * scale)
 

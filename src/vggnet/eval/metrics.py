@@ -63,6 +63,34 @@ def collapse_threshold(num_classes: int) -> float:
     return min(0.9, max(0.25, 3.0 / num_classes))
 
 
+def collapse_warning(share: torch.Tensor, true_share: torch.Tensor, classes: Sequence[str]) -> str | None:
+    """A warning when one class, or two or three together ("everything is comet or background"),
+    take far more of the predictions than of the images: a collapsed net. The suspects are the
+    largest predicted classes (up to 3) that each take at least twice their share of the images
+    and 1.5/k of the predictions; one alone warns above collapse_threshold, m = 2 or 3 together
+    (with k > 2m) above min(0.9, max(0.5, 2m/k))."""
+    k = len(classes)
+    suspects = []
+    for i in share.argsort(descending=True).tolist()[:3]:
+        if share[i] < 2 * true_share[i] or share[i] < 1.5 / k:
+            break
+        suspects.append(i)
+    for m in range(len(suspects), 0, -1):
+        if m > 1 and k <= 2 * m:
+            continue
+        group = suspects[:m]
+        taken, truth = float(share[group].sum()), float(true_share[group].sum())
+        limit = collapse_threshold(k) if m == 1 else min(0.9, max(0.5, 2 * m / k))
+        if taken >= limit:
+            names = " and ".join(f"'{classes[i]}'" for i in group)
+            towards = "one class" if m == 1 else f"{m} classes"
+            return (f"{names} take{'s' if m == 1 else ''} {taken:.0%} of all predictions but "
+                    f"{'is' if m == 1 else 'are'} {truth:.0%} of the images: the net has collapsed towards "
+                    f"{towards}; check the learning rate, the init and the input normalisation "
+                    "(`vggnet diagnose`), or add batch norm")
+    return None
+
+
 def error_analysis(confusion: torch.Tensor, classes: Sequence[str], *, top: int = 5) -> dict[str, Any]:
     """What went wrong: the share of predictions per class (with a warning when one class takes
     far more than its share: a collapsed net), the most confused (true, predicted) pairs and the
@@ -75,11 +103,7 @@ def error_analysis(confusion: torch.Tensor, classes: Sequence[str], *, top: int 
     share = cm.sum(0).double() / total
     true_share = cm.sum(1).double() / total
     worst = int(share.argmax())
-    warning = None
-    if share[worst] >= collapse_threshold(k) and share[worst] >= 2 * true_share[worst]:
-        warning = (f"'{classes[worst]}' takes {share[worst]:.0%} of all predictions but is {true_share[worst]:.0%} "
-                   f"of the images: the net has collapsed towards one class; check the learning rate, the init "
-                   f"and the input normalisation (`vggnet diagnose`), or add batch norm")
+    warning = collapse_warning(share, true_share, classes)
     off = cm.clone()
     off.fill_diagonal_(0)
     counts, flat = off.flatten().sort(descending=True)

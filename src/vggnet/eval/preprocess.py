@@ -15,8 +15,9 @@ import torch
 
 from vggnet.data import augment as A
 from vggnet.data.loaders import eval_scale
-from vggnet.errors import ConfigError, WeightsError
 from vggnet.config import DataConfig, RunConfig
+from vggnet.errors import ConfigError, WeightsError
+from vggnet.weights.preprocess import regime
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Preprocessing:
                                "a training run wrote, or save_weights(..., preprocessing={...})")
         data = DataConfig(name=pre.get("dataset", "imagefolder"), image_size=int(pre.get("image_size", 224)),
                           scale=pre.get("scale"), test_scale=pre.get("test_scale"),
-                          normalize=pre.get("normalize", "standardize"))
+                          normalize=regime({"normalize": "standardize", **pre}))
         if "pad" in pre:
             data.pad = int(pre["pad"])
         channels = int(meta.get("model", {}).get("in_channels", pre.get("channels", 3)))

@@ -1,7 +1,14 @@
 """Weight initialisation: the paper's, the common reimplementations', and pre-initialisation.
 
-- ``paper``: weights ~ N(0, variance 1e-2), i.e. std 0.1; biases 0 (paper 3.1).
-- ``std0.01``: N(0, 0.01) as many reimplementations (and seed note 002) read the paper.
+The paper (3.1): "we sampled the weights from a normal distribution with the zero mean and
+10^-2 variance. The biases were initialised with zero." Two readings, both named for what they are:
+
+- ``std0.1``: the sentence read literally, variance 1e-2 = std 0.1. At full width in the paper's
+  input regime (0-255 minus the mean pixel) the signal explodes: `vggnet diagnose` says "will
+  not train" for A (docs/training.md has the numbers).
+- ``std0.01``: N(0, 0.01^2), Caffe's ``gaussian_filler { std: 0.01 }`` as in Caffe's ImageNet
+  recipes, and what most reimplementations (and seed note 002) use: it trains A; the paper
+  presets use it.
 - ``glorot``: Xavier/Glorot uniform, which the authors found trains deep nets without
   pre-training.
 - ``kaiming``: torchvision's: conv kaiming-normal (fan_out, ReLU), linear N(0, 0.01).
@@ -13,13 +20,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vggnet.config import INITS
+from vggnet.config import RETIRED_INITS as RETIRED
 from vggnet.errors import ConfigError, WeightsError
-
-INITS = ("paper", "std0.01", "glorot", "kaiming")
-
 
 @torch.no_grad()
 def initialise(model: nn.Module, scheme: str, *, seed: int | None = None) -> nn.Module:
+    if scheme in RETIRED:
+        raise ConfigError(RETIRED[scheme])
     if scheme not in INITS:
         raise ConfigError(f"unknown init '{scheme}'; valid: {', '.join(INITS)}")
     generator = None
@@ -38,7 +46,7 @@ def initialise(model: nn.Module, scheme: str, *, seed: int | None = None) -> nn.
 
 def _init_weight(module: nn.Conv2d | nn.Linear, scheme: str, generator: torch.Generator | None) -> None:
     weight = module.weight
-    if scheme == "paper":
+    if scheme == "std0.1":
         nn.init.normal_(weight, 0.0, 0.1, generator=generator)
     elif scheme == "std0.01":
         nn.init.normal_(weight, 0.0, 0.01, generator=generator)

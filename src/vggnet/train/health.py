@@ -282,6 +282,25 @@ def build_for_diagnosis(cfg: Any, *, num_classes: int, in_channels: int) -> nn.M
     return model
 
 
+PREFLIGHT_IMAGES = 16  # enough for the statistics, seconds even for VGG-E at 224 on a CPU
+
+
+def preflight(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Diagnosis:
+    """The init-signal diagnosis `vggnet train` runs before step 1, on the first training batch;
+    the global RNG (dropout) is left as it was, so the run is the same with or without it."""
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return diagnose(model, x[:PREFLIGHT_IMAGES], y[:PREFLIGHT_IMAGES])
+
+
+def refusal(d: Diagnosis) -> str:
+    """The one line `vggnet train` stops with when the diagnosis says "will not train"."""
+    fix = d.fixes[0] if d.fixes else "see `vggnet diagnose`"
+    return (f"this config will not train ({d.reason.split(':')[0]}: logit std {d.logit_std:.3g}, initial loss "
+            f"{d.loss:.3g} vs log(C) = {d.chance_loss:.3g}); fix: {fix}; `vggnet diagnose` shows every layer, "
+            "--set train.force=true trains anyway")
+
+
 def diagnose_config(cfg: Any, *, batch_size: int | None = None) -> Diagnosis:
     """Build the model as `vggnet train` would and diagnose it on one real training batch."""
     from vggnet.data import augment, loaders, sources

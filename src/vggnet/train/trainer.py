@@ -23,7 +23,7 @@ from vggnet.data import augment, loaders, sources
 from vggnet.errors import ConfigError, TrainingError
 from vggnet.model.vgg import VGG
 from vggnet.weights.native import load_weights, save_weights
-from vggnet.train import checkpoint, distributed
+from vggnet.train import checkpoint, distributed, health
 from vggnet.config import RunConfig, dump
 from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
@@ -58,6 +58,7 @@ class Trainer:
         self.ds = sources.get(cfg.data, seed=cfg.seed)
         self.stats = self._stats(model)
         self.channels = model.config["in_channels"] if model is not None else self.ds.channels
+        self.given_model = model is not None
         self.model = model if model is not None else make_model(cfg, len(self.ds.classes), self.channels)
         if self.model.config["num_classes"] != len(self.ds.classes):
             raise ConfigError(f"the model has {self.model.config['num_classes']} classes, {cfg.data.name} has "
@@ -100,6 +101,7 @@ class Trainer:
         self.writer = None
         self.last_save = time.monotonic()
         self.interrupt = Interrupt()  # Ctrl-C: finish the step, save, stop
+        self.preflight: health.Diagnosis | None = None  # the diagnosis before step 1 (fresh runs)
 
     # ---- set-up -------------------------------------------------------------------------
     def _stats(self, model: VGG | None) -> augment.Stats:
@@ -245,12 +247,27 @@ class Trainer:
             self.monitor.after_step(step, loss.detach())
         return stats
 
+    def check_before_training(self) -> None:
+        """Refuse (exit 2) a config whose init-signal diagnosis says "will not train", unless
+        train.force; keep the diagnosis to name the cause if the loss later goes non-finite."""
+        if self.given_model:
+            return  # pretrained weights: the diagnosis is about random inits
+        x, y = next(iter(self.train_loader.epoch(0)))
+        self.preflight = health.preflight(self.model, x, y)
+        refuse = distributed.broadcast_flag(self.preflight.verdict == "will not train", self.ctx)
+        if refuse and not self.cfg.train.force:
+            raise ConfigError(health.refusal(self.preflight))
+
     def _nonfinite(self, good: dict[str, Any]) -> dict[str, Any]:
         where = f"epoch {self.epoch + 1}, step {self.step}"
         if self.cfg.train.on_nonfinite == "stop" or self.rollbacks >= MAX_ROLLBACKS:
             self.save_checkpoint()
-            raise TrainingError(f"non-finite loss at {where} (after {self.rollbacks} rollbacks); lower train.lr, "
-                                "set train.grad_clip, or use model.batch_norm=true")
+            cause = "lower train.lr, set train.grad_clip, or use model.batch_norm=true"
+            if self.preflight is not None and self.preflight.verdict != "healthy":
+                cause = (f"the diagnosis before step 1 said {self.preflight.verdict!r} ({self.preflight.reason.split(':')[0]}"
+                         f"): the init ({self.cfg.model.init}) or the inputs (data.normalize={self.cfg.data.normalize}) "
+                         f"are the likely cause; {self.preflight.fixes[0] if self.preflight.fixes else cause}")
+            raise TrainingError(f"non-finite loss at {where} (after {self.rollbacks} rollbacks); {cause}")
         rollbacks = self.rollbacks + 1
         self._event({"event": "nonfinite_loss", "message": f"non-finite loss at {where}; restored the state of the "
                      f"epoch's start and divided the learning rate by 10 (rollback {rollbacks} of {MAX_ROLLBACKS})",
@@ -360,6 +377,8 @@ class Trainer:
     def fit(self, resume: bool) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
+        if not resumed:
+            self.check_before_training()
         if not resumed and self.ctx.is_main:
             (self.out / "metrics.jsonl").write_text("")
             dump(self.cfg, self.out / "config.yaml")

@@ -3,7 +3,8 @@
 Every weights file carries ``metadata["preprocessing"]``::
 
     {"dataset": str, "channels": 1|3, "image_size": int, "scale": [S]|[Smin, Smax]|None,
-     "test_scale": Q|None, "normalize": "mean"|"standardize"|"none",
+     "test_scale": Q|None, "normalize": a data.normalize name, or "mean" (mean subtraction
+     in units of pixel_scale: what Keras files and vggnet files before the named regimes say),
      "stats": {"mean": [...], "std": [...], ...},
      # only where not the defaults (RGB, pixel values in 0-1):
      "channel_order": "RGB"|"BGR", "pixel_scale": 1|255}
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from vggnet.config import NORMALIZE
 from vggnet.data.augment import Stats, convert_channels, normalize
 from vggnet.errors import ConfigError, WeightsError
 
@@ -51,13 +53,21 @@ def imagenet_metadata(model: torch.nn.Module, *, source: str) -> dict[str, Any]:
     return meta
 
 
+def regime(pre: dict[str, Any]) -> str:
+    """The data.normalize name of a preprocessing record: files that say "mean" (vggnet before the
+    named regimes, at pixel_scale 1) meant [0, 1] units minus the mean."""
+    mode = pre.get("normalize", "none")
+    return "unit-mean" if mode == "mean" else mode
+
+
 def _in_unit_range(pre: dict[str, Any]) -> tuple[str, Stats]:
     """(mode, stats) for images in 0-1 units and in the file's channel order: pixel_scale folded
     into mean and std (x*255 - m == (x - m/255) / (1/255))."""
     scale = float(pre.get("pixel_scale", 1))
-    mode = pre.get("normalize", "none")
-    if mode not in ("mean", "standardize", "none"):
-        raise WeightsError(f"unknown normalize mode {mode!r} in the weights' preprocessing")
+    mode = regime(pre)
+    if mode not in NORMALIZE:
+        raise WeightsError(f"unknown normalize mode {mode!r} in the weights' preprocessing; "
+                           f"known: mean, {', '.join(NORMALIZE)}")
     raw = pre.get("stats") or {}
     if mode != "none" and "mean" not in raw:
         raise WeightsError(f"the weights' preprocessing says normalize={mode!r} but records no stats.mean")
@@ -66,6 +76,8 @@ def _in_unit_range(pre: dict[str, Any]) -> tuple[str, Stats]:
     std = raw.get("std") if mode == "standardize" else [1.0] * channels
     if scale == 1:
         return mode, Stats(mean, [float(s) for s in std] if std else [1.0] * channels)
+    if mode in ("paper", "caffe"):
+        raise WeightsError(f"normalize={mode!r} already means 0-255 pixel values; pixel_scale must not be set")
     return "standardize", Stats(mean, [float(s) / scale for s in std])
 
 
