@@ -1,5 +1,6 @@
 """Every weights format behind one ``--weights SPEC``: a run directory, our safetensors, torchvision
-(.pth), timm (safetensors or .pth), Keras (HDF5), or ``torchvision:NAME``.
+(.pth), timm (safetensors or .pth), Keras 2 (HDF5), Keras 3 (.weights.h5, .keras), Caffe
+(.caffemodel), or ``torchvision:NAME``.
 
 Every loaded model carries ``model.metadata`` with its ``preprocessing`` (see
 :mod:`vggnet.weights.preprocess`), so predict, eval, features and finetune feed it what it
@@ -8,6 +9,7 @@ was trained on. Nothing is unpickled unsafely: torch files go through ``weights_
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -15,9 +17,12 @@ from safetensors.torch import save_file
 
 from vggnet.errors import ConfigError, WeightsError
 from vggnet.files import atomic_write
-from vggnet.model.vgg import VGG, convert_head
+from vggnet.model.architectures import ALIASES
+from vggnet.model.vgg import VGG, convert_head, describe
 from vggnet.weights import torchvision as tv
+from vggnet.weights.caffe import read_caffe
 from vggnet.weights.keras import read_keras, write_keras
+from vggnet.weights.keras3 import read_keras3, write_keras3
 from vggnet.weights.native import (
     load_state_dict,
     load_weights,
@@ -27,13 +32,25 @@ from vggnet.weights.native import (
 from vggnet.weights.preprocess import imagenet_metadata
 from vggnet.weights.timm import from_timm, to_timm
 
-FORMATS = ("vggnet", "torchvision", "timm", "keras")
+FORMATS = ("vggnet", "torchvision", "timm", "keras", "keras3")
+
+# What each weights format can hold, said once (export errors and `vggnet export --help` use it).
+HOLDS = {
+    "vggnet": "every config, head and option",
+    "torchvision": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
+    "timm": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
+    "keras": "no batch norm or LRN, fc head (conv is converted)",
+    "keras3": "no batch norm or LRN, fc head (conv is converted)",
+}
+ACCEPTED = ("a run directory, vggnet or timm .safetensors, torchvision or timm .pth/.pt/.bin, Keras 2 .h5, "
+            "Keras 3 .weights.h5 or .keras, Caffe .caffemodel, torchvision:NAME")
 
 
 def load_pretrained(spec: str | Path, *, head: str | None = None) -> VGG:
     """A model from ``spec``: a run directory, a file (.safetensors ours or timm, .pth/.pt
-    torchvision or timm, .h5 Keras) or ``torchvision:vgg16[_bn]`` (downloaded, hash-checked).
-    ``head`` converts between the fc and conv heads after loading."""
+    torchvision or timm, .h5 Keras 2 or 3, .weights.h5/.keras Keras 3, .caffemodel Caffe) or
+    ``torchvision:vgg16[_bn]`` (downloaded, hash-checked). ``head`` converts between the fc and
+    conv heads after loading."""
     text = str(spec)
     if text.startswith("torchvision:"):
         model = tv.published(text.split(":", 1)[1])
@@ -50,14 +67,53 @@ def load_pretrained(spec: str | Path, *, head: str | None = None) -> VGG:
     return model
 
 
+def sniff(path: Path) -> str:
+    """What a file holds, from its first bytes: 'hdf5', 'keras3-archive', 'torch-zip', 'zip',
+    'safetensors', 'pickle' or 'unknown' (protobuf files, Caffe's and ONNX's, have no magic)."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if head.startswith(b"PK\x03\x04"):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if "model.weights.h5" in names:
+            return "keras3-archive"
+        return "torch-zip" if any(n.endswith("data.pkl") for n in names) else "zip"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "unknown"
+
+
+def _is_keras3(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return "layers" in handle and "vars" in handle
+    except OSError:
+        return False
+
+
 def _load_file(path: Path) -> VGG:
-    suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
+    name, suffix = path.name.lower(), path.suffix.lower()
+    if suffix == ".caffemodel":
+        return read_caffe(path)
+    kind = sniff(path)
+    if name.endswith(".weights.h5") or suffix == ".keras" or kind == "keras3-archive" or (
+            kind == "hdf5" and _is_keras3(path)):
+        return read_keras3(path)
+    if suffix in (".h5", ".hdf5") or kind == "hdf5":
         return read_keras(path)
     if suffix == ".safetensors" and "model" in read_metadata(path):
         return load_weights(path)
-    if suffix not in (".safetensors", ".pth", ".pt", ".bin"):
-        raise WeightsError(f"{path}: unknown weights format '{suffix}'; use .safetensors, .pth/.pt or .h5")
+    if suffix not in (".safetensors", ".pth", ".pt", ".bin") and kind not in ("safetensors", "torch-zip", "pickle"):
+        raise WeightsError(f"{path}: not a weights file vggnet reads (detected: {kind} content, suffix "
+                           f"'{suffix or 'none'}'); accepted: {ACCEPTED}")
+    if kind == "safetensors" and suffix != ".safetensors" and "model" in read_metadata(path):
+        return load_weights(path)
     state = load_state_dict(path)
     kind = detect_format(state)
     if kind == "timm":
@@ -80,16 +136,38 @@ def detect_format(state: dict[str, torch.Tensor]) -> str:
     return "unknown"
 
 
+def cannot_hold(fmt: str, model: VGG) -> bool:
+    """Whether ``fmt`` lacks a place for something in ``model`` (see HOLDS)."""
+    c = model.config
+    if fmt in ("torchvision", "timm"):
+        return c["name"] not in tv.TORCHVISION_CONVS.values() or model.head == "gap"
+    if fmt in ("keras", "keras3"):
+        return c["batch_norm"] or c["name"] == "A-LRN" or model.head == "gap"
+    return False
+
+
+def formats_for(model: VGG) -> list[str]:
+    """The weights formats that can hold ``model``."""
+    return [fmt for fmt in FORMATS if not cannot_hold(fmt, model)]
+
+
 def save_as(model: VGG, path: str | Path, fmt: str = "vggnet") -> Path:
     """Write ``model`` as ``fmt``: vggnet (safetensors + config and metadata), torchvision
-    (.pth tensor dict, loadable with weights_only=True), timm (safetensors) or keras (.h5)."""
+    (.pth tensor dict, loadable with weights_only=True), timm (safetensors), keras (Keras 2
+    .h5) or keras3 (Keras 3 .weights.h5). A format that cannot hold the model is an error that
+    says what it holds and which formats can."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown weights format '{fmt}'; valid: {', '.join(FORMATS)}")
+    if cannot_hold(fmt, model):
+        raise WeightsError(f"{fmt} cannot hold this {describe(model)}: {fmt} holds {HOLDS[fmt]}; formats that "
+                           f"can: {', '.join(formats_for(model))} (and onnx, torchscript)")
     meta = {k: v for k, v in (getattr(model, "metadata", None) or {}).items() if k != "model"}
     if fmt == "vggnet":
         return save_weights(model, path, **meta)
     if fmt == "keras":
         return write_keras(model, path)
+    if fmt == "keras3":
+        return write_keras3(model, path)
     if fmt == "timm":
         state = to_timm(model)
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
@@ -97,3 +175,23 @@ def save_as(model: VGG, path: str | Path, fmt: str = "vggnet") -> Path:
         state = tv.to_torchvision(model)
         atomic_write(path, lambda tmp: torch.save(state, tmp))
     return Path(path)
+
+
+def how_to_load(fmt: str, model: VGG, path: str | Path) -> str:
+    """One line: how the framework of ``fmt`` loads the file ``save_as`` wrote."""
+    c = model.config
+    tv_name = {v: k for k, v in ALIASES.items()}.get(c["name"], "vgg?") + ("_bn" if c["batch_norm"] else "")
+    keras_name = {"D": "VGG16", "E": "VGG19"}.get(c["name"])
+    classes = "" if c["num_classes"] == 1000 else f", classes={c['num_classes']}"
+    if fmt == "torchvision":
+        return (f"torchvision.models.{tv_name}(num_classes={c['num_classes']}).load_state_dict("
+                f"torch.load('{path}', weights_only=True))")
+    if fmt == "timm":
+        return (f"timm.create_model('{tv_name}', num_classes={c['num_classes']}, pretrained=True, "
+                f"pretrained_cfg_overlay=dict(file='{path}'))")
+    if fmt in ("keras", "keras3"):
+        call = (f"keras.applications.{keras_name}(weights=None{classes}).load_weights('{path}')" if keras_name
+                else f"load_weights('{path}') into a Keras VGG-{c['name']} built layer by layer (keras.applications "
+                     "has only VGG16 and VGG19)")
+        return f"{'Keras 3' if fmt == 'keras3' else 'Keras 2'}: {call}; input BGR, 0-255, mean pixel subtracted"
+    return f"vggnet: --weights {path} (config, preprocessing and classes travel in the file)"
