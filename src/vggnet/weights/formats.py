@@ -68,8 +68,8 @@ def load_pretrained(spec: str | Path, *, head: str | None = None) -> VGG:
 
 
 def sniff(path: Path) -> str:
-    """What a file holds, from its first bytes: 'hdf5', 'keras3-archive', 'torch-zip', 'zip',
-    'safetensors', 'pickle' or 'unknown' (protobuf files, Caffe's and ONNX's, have no magic)."""
+    """What a file holds, from its first bytes: 'hdf5', 'keras3-archive', 'torchscript', 'torch-zip',
+    'zip', 'safetensors', 'pickle' or 'unknown' (protobuf files, Caffe's and ONNX's, have no magic)."""
     with open(path, "rb") as handle:
         head = handle.read(16)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
@@ -79,6 +79,8 @@ def sniff(path: Path) -> str:
             names = archive.namelist()
         if "model.weights.h5" in names:
             return "keras3-archive"
+        if any(n.endswith("constants.pkl") for n in names):
+            return "torchscript"
         return "torch-zip" if any(n.endswith("data.pkl") for n in names) else "zip"
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
         return "safetensors"
@@ -109,7 +111,7 @@ def _load_file(path: Path) -> VGG:
         return read_keras(path)
     if suffix == ".safetensors" and "model" in read_metadata(path):
         return load_weights(path)
-    if suffix not in (".safetensors", ".pth", ".pt", ".bin") and kind not in ("safetensors", "torch-zip", "pickle"):
+    if kind not in ("safetensors", "torch-zip", "pickle"):
         raise WeightsError(f"{path}: not a weights file vggnet reads (detected: {kind} content, suffix "
                            f"'{suffix or 'none'}'); accepted: {ACCEPTED}")
     if kind == "safetensors" and suffix != ".safetensors" and "model" in read_metadata(path):
