@@ -55,3 +55,21 @@ def test_summary_memory_command(capsys):
     assert main(["summary", "--memory", "--amp"]) == 0
     out = capsys.readouterr().out
     assert "16-bit autocast" in out and out.splitlines()[1].split()[-1] == "(GiB)"
+
+
+def test_checkpointing_activations_keeps_gradients_and_statistics_and_saves_memory():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, 64, 64, generator=g), torch.randint(0, 10, (4,), generator=g)
+    runs = {}
+    for flag in (False, True):
+        model = build_model("B", num_classes=10, width=0.25, batch_norm=True, head="gap", seed=0).train()
+        model.checkpoint_activations = flag
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        peak = measured_activation_peak(model, x, y)
+        runs[flag] = (model, peak)
+    plain, checkpointed = runs[False][0], runs[True][0]
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    for key, value in plain.state_dict().items():  # BN running statistics counted once, not twice
+        assert torch.allclose(checkpointed.state_dict()[key], value, atol=1e-6), key
+    assert runs[True][1] < 0.5 * runs[False][1]

@@ -1,6 +1,7 @@
 """How much memory training a VGG takes, before running it: parameters, gradients, optimizer state
 and the activations autograd keeps for the backward pass, from the layer shapes alone (a
-forward pass on the meta device); and the measured peak on CPU to check the estimate against.
+forward pass on the meta device); the measured peak on CPU to check the estimate against; and
+activation checkpointing per block, which trades a second forward pass for most of it.
 
 What autograd keeps, per layer (train mode): every conv and batch-norm output (an in-place ReLU
 keeps the tensor it overwrote, and the next layer saves it as its input); each max-pool's output
@@ -11,10 +12,13 @@ halves the float activations and keeps a 16-bit copy of every weight for the pas
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vggnet.errors import ConfigError
 
@@ -90,3 +94,42 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [f"{'config':<8}" + "".join(f"{k:>13}" for k in keys) + "   (GiB)"]
     lines += [f"{r['name']:<8}" + "".join(f"{r[k] / 2**30:>13.2f}" for k in keys) for r in rows]
     return lines
+
+
+def blocks(features: nn.Sequential) -> list[nn.Sequential]:
+    """The conv stack cut after each max-pool: the paper's five blocks."""
+    cuts = [i + 1 for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
+    return [features[a:b] for a, b in zip([0] + cuts, cuts)]
+
+
+@contextlib.contextmanager
+def _frozen_batch_norm(block: nn.Module) -> Iterator[None]:
+    """BatchNorm statistics left as they are: the recomputation must not count the batch twice."""
+    norms = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
+
+
+def checkpointed(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``features(x)`` keeping only each block's input for the backward pass; the block's
+    activations are recomputed there (one more forward pass of the conv stack). Same outputs,
+    gradients and BatchNorm statistics as without."""
+    for block in blocks(features):
+        calls = [0]
+
+        def run(inp: torch.Tensor, block: nn.Module = block, calls: list[int] = calls) -> torch.Tensor:
+            calls[0] += 1
+            if calls[0] == 1:
+                return block(inp)
+            with _frozen_batch_norm(block):
+                return block(inp)
+
+        x = checkpoint(run, x, use_reentrant=False)
+    return x

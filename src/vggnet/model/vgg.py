@@ -117,6 +117,9 @@ class VGG(nn.Module):
         self.hidden = _scaled(4096, width)
         self.classifier = nn.Sequential() if features_only else make_classifier(
             head, self.num_features, self.hidden, num_classes, dropout)
+        # Per-block activation checkpointing in training (train.checkpoint_activations): a choice of
+        # how to train, not part of the architecture, so it is not in ``config``.
+        self.checkpoint_activations = False
 
     @property
     def head(self) -> str:
@@ -139,6 +142,10 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The conv stack: [N, C, H, W] -> [N, 512*width, H/32, W/32]."""
         self._check_input(x)
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            from vggnet.model.memory import checkpointed
+
+            return checkpointed(self.features, x)
         return self.features(x)
 
     def score_map(self, features: torch.Tensor) -> torch.Tensor:
