@@ -164,10 +164,18 @@ def test_truncated_or_foreign_caffemodel_is_one_clear_error(tmp_path):
 
 
 def test_predict_takes_a_caffemodel(tmp_path, capsys):
-    write_caffemodel(caffe_net([1, 1, 2, 2, 2], classes=3), tmp_path / "vgg.caffemodel", v1=True)
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2], classes=10), tmp_path / "vgg.caffemodel", v1=True)
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     assert main(["predict", str(tmp_path / "vgg.caffemodel"), str(tmp_path / "a.png"), "--json"]) == 0
     top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
-    assert len(top) == 3 and abs(sum(t["probability"] for t in top) - 1) < 1e-4
+    assert len(top) == 5 and abs(sum(t["probability"] for t in top) - 1) < 1e-4
     assert main(["predict", str(tmp_path / "missing.caffemodel"), str(tmp_path / "a.png")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~10 s on 2 shared cores
+def test_eval_takes_a_caffemodel(tmp_path):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2], classes=10), tmp_path / "vgg.caffemodel", v1=True)
+    assert main(["eval", str(tmp_path / "vgg.caffemodel"), "--data", "synthetic", "--limit", "4", "--protocol",
+                 "centre", "--out", str(tmp_path / "eval.json"), "--json"]) == 0
+    assert "centre" in json.loads((tmp_path / "eval.json").read_text())["protocols"]
