@@ -173,6 +173,16 @@ def test_predict_takes_a_caffemodel(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+
+def test_export_of_caffe_weights_says_the_input_they_expect(tmp_path, capsys):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2]), tmp_path / "vgg.caffemodel", v1=True)
+    assert main(["export", str(tmp_path / "vgg.caffemodel"), "--out", str(tmp_path / "vgg.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "input BGR, 0-255, minus mean [103.939, 116.779, 123.68] (not torchvision's usual" in out
+    assert main(["export", str(tmp_path / "vgg.caffemodel"), "--out", str(tmp_path / "vgg.h5")]) == 0
+    assert "usual" not in capsys.readouterr().out  # Keras' preprocess_input is Caffe's
+
+
 @pytest.mark.slow  # ~10 s on 2 shared cores
 def test_eval_takes_a_caffemodel(tmp_path):
     write_caffemodel(caffe_net([1, 1, 2, 2, 2], classes=10), tmp_path / "vgg.caffemodel", v1=True)

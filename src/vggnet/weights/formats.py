@@ -12,6 +12,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -29,6 +30,7 @@ from vggnet.weights.native import (
     read_metadata,
     save_weights,
 )
+from vggnet.weights import preprocess
 from vggnet.weights.preprocess import imagenet_metadata
 from vggnet.weights.timm import from_timm, to_timm
 
@@ -179,21 +181,54 @@ def save_as(model: VGG, path: str | Path, fmt: str = "vggnet") -> Path:
     return Path(path)
 
 
+def expected_input(model: VGG) -> str:
+    """The input the weights expect, in words (their recorded preprocessing)."""
+    pre = (getattr(model, "metadata", None) or {}).get("preprocessing")
+    if not pre:
+        return "input as the model was trained (no preprocessing recorded)"
+    stats = pre.get("stats") or {}
+    text = f"input {pre.get('channel_order', 'RGB')}, 0-{255 if float(pre.get('pixel_scale', 1)) == 255 else 1}"
+    if pre.get("normalize") in ("mean", "standardize"):
+        text += f", minus mean {[round(float(m), 3) for m in stats.get('mean', [])]}"
+    if pre.get("normalize") == "standardize":
+        text += f", divided by std {[round(float(v), 3) for v in stats.get('std', [])]}"
+    return text
+
+
+def _usual(fmt: str) -> dict:
+    return preprocess.caffe() if fmt in ("keras", "keras3") else preprocess.imagenet()
+
+
+def _same_input(a: dict, b: dict) -> bool:
+    keys = ("channel_order", "pixel_scale", "normalize")
+    defaults = {"channel_order": "RGB", "pixel_scale": 1}
+    if any(a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)) for k in keys):
+        return False
+    return all(np.allclose(a.get("stats", {}).get(k, [0]), b.get("stats", {}).get(k, [0]), atol=1e-3)
+               for k in ("mean", "std") if a.get("normalize") != "none")
+
+
 def how_to_load(fmt: str, model: VGG, path: str | Path) -> str:
-    """One line: how the framework of ``fmt`` loads the file ``save_as`` wrote."""
+    """How the framework of ``fmt`` loads the file ``save_as`` wrote, and the input it expects
+    (foreign files cannot record it, so it is said, with a warning when it is not that
+    framework's usual preprocessing)."""
     c = model.config
     tv_name = {v: k for k, v in ALIASES.items()}.get(c["name"], "vgg?") + ("_bn" if c["batch_norm"] else "")
     keras_name = {"D": "VGG16", "E": "VGG19"}.get(c["name"])
     classes = "" if c["num_classes"] == 1000 else f", classes={c['num_classes']}"
+    if fmt == "vggnet":
+        return f"vggnet: --weights {path} (config, preprocessing and classes travel in the file)"
     if fmt == "torchvision":
-        return (f"torchvision.models.{tv_name}(num_classes={c['num_classes']}).load_state_dict("
+        call = (f"torchvision.models.{tv_name}(num_classes={c['num_classes']}).load_state_dict("
                 f"torch.load('{path}', weights_only=True))")
-    if fmt == "timm":
-        return (f"timm.create_model('{tv_name}', num_classes={c['num_classes']}, pretrained=True, "
+    elif fmt == "timm":
+        call = (f"timm.create_model('{tv_name}', num_classes={c['num_classes']}, pretrained=True, "
                 f"pretrained_cfg_overlay=dict(file='{path}'))")
-    if fmt in ("keras", "keras3"):
+    else:
         call = (f"keras.applications.{keras_name}(weights=None{classes}).load_weights('{path}')" if keras_name
                 else f"load_weights('{path}') into a Keras VGG-{c['name']} built layer by layer (keras.applications "
                      "has only VGG16 and VGG19)")
-        return f"{'Keras 3' if fmt == 'keras3' else 'Keras 2'}: {call}; input BGR, 0-255, mean pixel subtracted"
-    return f"vggnet: --weights {path} (config, preprocessing and classes travel in the file)"
+        call = f"{'Keras 3' if fmt == 'keras3' else 'Keras 2'}: {call}"
+    pre = (getattr(model, "metadata", None) or {}).get("preprocessing")
+    usual = "" if pre and _same_input(pre, _usual(fmt)) else f" (not {fmt}'s usual preprocessing: feed exactly this)"
+    return f"{call}; {expected_input(model)}{usual}"
