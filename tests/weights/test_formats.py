@@ -215,6 +215,8 @@ def test_export_errors_say_what_a_format_holds_and_which_formats_can(tmp_path):
         with pytest.raises(WeightsError, match=rf"^{fmt} cannot hold this VGG-A \(gap head.*{fmt} holds .*fc head"
                                                r".*formats that can: vggnet \(and onnx, torchscript\)$"):
             save_as(model, tmp_path / "x", fmt)
+    with pytest.raises(WeightsError, match="^timm cannot hold"):  # not torchvision's message
+        formats.to_timm(model)
     bn = build_model("D", num_classes=3, width=0.125, batch_norm=True, seed=0)
     with pytest.raises(WeightsError, match="formats that can: vggnet, torchvision, timm "):
         save_as(bn, tmp_path / "x.weights.h5", "keras3")

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from vggnet.transfer.export import EXPORTS
-from vggnet.weights.formats import FORMATS, HOLDS
+from vggnet.weights.layout import FORMATS, HOLDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,11 +19,12 @@ from safetensors.torch import save_file
 from vggnet.errors import ConfigError, WeightsError
 from vggnet.files import atomic_write
 from vggnet.model.architectures import ALIASES
-from vggnet.model.vgg import VGG, convert_head, describe
+from vggnet.model.vgg import VGG, convert_head
 from vggnet.weights import torchvision as tv
 from vggnet.weights.caffe import read_caffe
 from vggnet.weights.keras import read_keras, write_keras
 from vggnet.weights.keras3 import read_keras3, write_keras3
+from vggnet.weights.layout import FORMATS, check_holds
 from vggnet.weights.native import (
     load_state_dict,
     load_weights,
@@ -34,16 +35,6 @@ from vggnet.weights import preprocess
 from vggnet.weights.preprocess import imagenet_metadata
 from vggnet.weights.timm import from_timm, to_timm
 
-FORMATS = ("vggnet", "torchvision", "timm", "keras", "keras3")
-
-# What each weights format can hold, said once (export errors and `vggnet export --help` use it).
-HOLDS = {
-    "vggnet": "every config, head and option",
-    "torchvision": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
-    "timm": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
-    "keras": "no batch norm or LRN, fc head (conv is converted)",
-    "keras3": "no batch norm or LRN, fc head (conv is converted)",
-}
 ACCEPTED = ("a run directory, vggnet or timm .safetensors, torchvision or timm .pth/.pt/.bin, Keras 2 .h5, "
             "Keras 3 .weights.h5 or .keras, Caffe .caffemodel, torchvision:NAME")
 
@@ -140,21 +131,6 @@ def detect_format(state: dict[str, torch.Tensor]) -> str:
     return "unknown"
 
 
-def cannot_hold(fmt: str, model: VGG) -> bool:
-    """Whether ``fmt`` lacks a place for something in ``model`` (see HOLDS)."""
-    c = model.config
-    if fmt in ("torchvision", "timm"):
-        return c["name"] not in tv.TORCHVISION_CONVS.values() or model.head == "gap"
-    if fmt in ("keras", "keras3"):
-        return c["batch_norm"] or c["name"] == "A-LRN" or model.head == "gap"
-    return False
-
-
-def formats_for(model: VGG) -> list[str]:
-    """The weights formats that can hold ``model``."""
-    return [fmt for fmt in FORMATS if not cannot_hold(fmt, model)]
-
-
 def save_as(model: VGG, path: str | Path, fmt: str = "vggnet") -> Path:
     """Write ``model`` as ``fmt``: vggnet (safetensors + config and metadata), torchvision
     (.pth tensor dict, loadable with weights_only=True), timm (safetensors), keras (Keras 2
@@ -162,9 +138,7 @@ def save_as(model: VGG, path: str | Path, fmt: str = "vggnet") -> Path:
     says what it holds and which formats can."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown weights format '{fmt}'; valid: {', '.join(FORMATS)}")
-    if cannot_hold(fmt, model):
-        raise WeightsError(f"{fmt} cannot hold this {describe(model)}: {fmt} holds {HOLDS[fmt]}; formats that "
-                           f"can: {', '.join(formats_for(model))} (and onnx, torchscript)")
+    check_holds(fmt, model)
     meta = {k: v for k, v in (getattr(model, "metadata", None) or {}).items() if k != "model"}
     if fmt == "vggnet":
         return save_weights(model, path, **meta)

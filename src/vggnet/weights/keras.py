@@ -17,11 +17,10 @@ from vggnet.errors import WeightsError
 from vggnet.files import atomic_write
 from vggnet.model.vgg import VGG, convert_head
 from vggnet.weights import preprocess
-from vggnet.weights.layout import Pair, vgg_arrays, vgg_from_arrays
+from vggnet.weights.layout import Pair, check_holds, vgg_arrays, vgg_from_arrays
 from vggnet.weights.preprocess import imagenet_metadata
 
 _KERAS_CONV = re.compile(r"^block(\d+)_conv(\d+)$")
-KERAS_HOLDS = "Keras VGGs have no batch norm or LRN and the fc head (conv is converted)"
 
 
 def from_keras_arrays(convs: Sequence[Pair], dense: Sequence[Pair] | None, *, source: str) -> VGG:
@@ -44,10 +43,10 @@ def from_keras_arrays(convs: Sequence[Pair], dense: Sequence[Pair] | None, *, so
     return model
 
 
-def to_keras_arrays(model: VGG) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+def to_keras_arrays(model: VGG, fmt: str = "keras") -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                             list[tuple[np.ndarray, np.ndarray]]]:
     """The inverse of :func:`from_keras_arrays`: (conv kernels and biases, fc1/fc2/predictions)."""
-    if model.config["batch_norm"] or model.config["name"] == "A-LRN" or model.head == "gap":
-        raise WeightsError(f"keras cannot hold this model: {KERAS_HOLDS}")
+    check_holds(fmt, model)
     if model.head == "conv":
         model = convert_head(copy.deepcopy(model), "fc")
     convs, fcs = vgg_arrays(model)

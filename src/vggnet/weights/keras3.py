@@ -99,7 +99,7 @@ def write_keras3(model: VGG, path: str | Path) -> Path:
     (VGG19 for config E; ``classes=N`` for N classes) loads with ``load_weights``."""
     import h5py
 
-    convs, dense = to_keras_arrays(model)
+    convs, dense = to_keras_arrays(model, "keras3")
     names: list[tuple[str, tuple[np.ndarray, np.ndarray] | None]] = [("input_layer", None)]
     conv_left, pools = iter(convs), 0
     for module in (m for m in model.features if isinstance(m, (torch.nn.Conv2d, torch.nn.MaxPool2d))):

@@ -1,5 +1,6 @@
-"""What the foreign readers (Keras 2/3, Caffe) share: which Table 1 config a list of conv kernels
-is, and a VGG built from torch-layout arrays. Each reader only renames and transposes."""
+"""What the weights formats share: what each can hold (said once, for every writer's error),
+which Table 1 config a list of conv kernels is, and a VGG built from (or taken apart into)
+torch-layout arrays. Each foreign reader and writer only renames and transposes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,46 @@ import numpy as np
 import torch
 
 from vggnet.errors import WeightsError
-from vggnet.model.architectures import CONFIGS
-from vggnet.model.vgg import VGG, _scaled
+from vggnet.model.architectures import ALIASES, CONFIGS
+from vggnet.model.vgg import VGG, _scaled, describe
 
 Pair = tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]
+
+FORMATS = ("vggnet", "torchvision", "timm", "keras", "keras3")
+
+# What each weights format can hold, said once (export errors and `vggnet export --help` use it).
+HOLDS = {
+    "vggnet": "every config, head and option",
+    "torchvision": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
+    "timm": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
+    "keras": "no batch norm or LRN, fc head (conv is converted)",
+    "keras3": "no batch norm or LRN, fc head (conv is converted)",
+}
+TORCHVISION_LETTERS = tuple(v for k, v in ALIASES.items() if "lrn" not in k)  # A, B, D, E
+
+
+def cannot_hold(fmt: str, model: VGG) -> bool:
+    """Whether ``fmt`` lacks a place for something in ``model`` (see HOLDS)."""
+    c = model.config
+    if c.get("features_only"):
+        return fmt != "vggnet"
+    if fmt in ("torchvision", "timm"):
+        return c["name"] not in TORCHVISION_LETTERS or model.head == "gap"
+    if fmt in ("keras", "keras3"):
+        return c["batch_norm"] or c["name"] == "A-LRN" or model.head == "gap"
+    return False
+
+
+def formats_for(model: VGG) -> list[str]:
+    """The weights formats that can hold ``model``."""
+    return [fmt for fmt in FORMATS if not cannot_hold(fmt, model)]
+
+
+def check_holds(fmt: str, model: VGG) -> None:
+    """One error for every writer: what ``fmt`` holds, and the formats that can take ``model``."""
+    if cannot_hold(fmt, model):
+        raise WeightsError(f"{fmt} cannot hold this {describe(model)}: {fmt} holds {HOLDS[fmt]}; formats that "
+                           f"can: {', '.join(formats_for(model))} (and onnx, torchscript)")
 
 
 def conv_plan(letter: str) -> list[tuple[int, int]]:
