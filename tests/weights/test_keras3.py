@@ -21,35 +21,41 @@ KERAS_MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
 
 
 def keras3_file(model, path, *, top=True):
-    """What Keras 3's ``model.save_weights()`` writes for keras.applications.VGG16/19, written
+    """What Keras 3.15's ``model.save_weights()`` writes for keras.applications.VGG16/19, written
     independently of vggnet: ``layers/<class name>[_<n>]/vars/{0: kernel, 1: bias}`` with the
-    class-named layers numbered per class in model order; kernels (kh, kw, in, out); dense
-    kernels (in, out), fc1's rows in the NHWC flatten order (h, w, c)."""
+    class-named layers numbered per class in model order, each ``vars`` group carrying the
+    layer's own name as an attribute; kernels (kh, kw, in, out); dense kernels (in, out), fc1's
+    rows in the NHWC flatten order (h, w, c)."""
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     counts: dict[str, int] = {}
 
-    def group(f, cls, arrays=()):
+    def group(f, cls, name, arrays=()):
         n = counts.get(cls, -1) + 1
         counts[cls] = n
         g = f.create_group(f"layers/{cls}{f'_{n}' if n else ''}/vars")
+        g.attrs["name"] = name
         for i, a in enumerate(arrays):
             g[str(i)] = np.ascontiguousarray(a)
 
     with h5py.File(path, "w") as f:
-        f.create_group("vars")
-        group(f, "input_layer")
+        f.create_group("vars").attrs["name"] = "vgg16"
+        group(f, "input_layer", "input_layer")
+        block, conv = 1, 0
         for i, layer in enumerate(model.features):
             if isinstance(layer, torch.nn.Conv2d):
-                group(f, "conv2d", (sd[f"features.{i}.weight"].transpose(2, 3, 1, 0), sd[f"features.{i}.bias"]))
+                conv += 1
+                group(f, "conv2d", f"block{block}_conv{conv}",
+                      (sd[f"features.{i}.weight"].transpose(2, 3, 1, 0), sd[f"features.{i}.bias"]))
             elif isinstance(layer, torch.nn.MaxPool2d):
-                group(f, "max_pooling2d")
+                group(f, "max_pooling2d", f"block{block}_pool")
+                block, conv = block + 1, 0
         if top:
             c, hidden = model.num_features, model.hidden
-            group(f, "flatten")
+            group(f, "flatten", "flatten")
             w1 = sd["classifier.0.weight"].reshape(hidden, c, 7, 7).transpose(2, 3, 1, 0).reshape(-1, hidden)
-            group(f, "dense", (w1, sd["classifier.0.bias"]))
-            group(f, "dense", (sd["classifier.3.weight"].T, sd["classifier.3.bias"]))
-            group(f, "dense", (sd["classifier.6.weight"].T, sd["classifier.6.bias"]))
+            group(f, "dense", "fc1", (w1, sd["classifier.0.bias"]))
+            group(f, "dense", "fc2", (sd["classifier.3.weight"].T, sd["classifier.3.bias"]))
+            group(f, "dense", "predictions", (sd["classifier.6.weight"].T, sd["classifier.6.bias"]))
 
 
 def keras_logits(model, rgb_uint8):
@@ -106,7 +112,7 @@ def test_keras3_write_is_what_keras3_loads(tmp_path):
     with h5py.File(tmp_path / "out.weights.h5") as got, h5py.File(reference) as want:
         def entries(f):
             out = {}
-            f.visititems(lambda name, obj: out.__setitem__(name, getattr(obj, "shape", None)))
+            f.visititems(lambda name, obj: out.__setitem__(name, (getattr(obj, "shape", None), dict(obj.attrs))))
             return out
         assert entries(got) == entries(want)
         assert np.array_equal(got["layers/conv2d_10/vars/0"][()], want["layers/conv2d_10/vars/0"][()])
@@ -144,3 +150,27 @@ def test_export_picks_the_layout_from_the_name_and_warns_on_a_mismatch(tmp_path,
     assert main(["export", str(tmp_path / "w.safetensors"), "--format", "keras",
                  "--out", str(tmp_path / "b.weights.h5")]) == 0
     assert "warning: b.weights.h5 is named like a keras3 file" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # real Keras 3 (torch backend), full-size VGG16/VGG19: only where keras is installed
+def test_against_real_keras3(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras is set up with another backend")
+    x = np.random.default_rng(0).normal(0, 50, (1, 224, 224, 3)).astype(np.float32)  # NHWC
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    ours = build_model("D", num_classes=1000, seed=0).eval()
+    save_as(ours, tmp_path / "d.weights.h5", "keras3")
+    theirs = keras.applications.VGG16(weights=None, classifier_activation=None)
+    theirs.load_weights(str(tmp_path / "d.weights.h5"))
+    with torch.no_grad():
+        assert np.abs(np.asarray(theirs(x, training=False).detach()) - ours(xt).numpy()).max() < 1e-4
+    k19 = keras.applications.VGG19(weights=None, classes=7, classifier_activation=None)
+    k19.save_weights(str(tmp_path / "e.weights.h5"))
+    k19.save(str(tmp_path / "e.keras"))
+    expected = np.asarray(k19(x, training=False).detach())
+    for name in ("e.weights.h5", "e.keras"):
+        with torch.no_grad():
+            got = load_pretrained(tmp_path / name).eval()(xt).numpy()
+        assert np.abs(got - expected).max() < 1e-4, name

@@ -96,27 +96,33 @@ def read_keras3(path: str | Path) -> VGG:
 
 def write_keras3(model: VGG, path: str | Path) -> Path:
     """Write ``model`` as a Keras 3 ``.weights.h5`` that ``keras.applications.VGG16(weights=None)``
-    (VGG19 for config E; ``classes=N`` for N classes) loads with ``load_weights``."""
+    (VGG19 for config E; ``classes=N`` for N classes) loads with ``load_weights``: the groups and
+    the ``name`` attributes Keras 3.15 writes (checked against it: logits within 1e-4)."""
     import h5py
 
     convs, dense = to_keras_arrays(model, "keras3")
-    names: list[tuple[str, tuple[np.ndarray, np.ndarray] | None]] = [("input_layer", None)]
-    conv_left, pools = iter(convs), 0
-    for module in (m for m in model.features if isinstance(m, (torch.nn.Conv2d, torch.nn.MaxPool2d))):
-        if isinstance(module, torch.nn.MaxPool2d):
-            names.append(("max_pooling2d" + (f"_{pools}" if pools else ""), None))
-            pools += 1
-        else:
-            n = sum(1 for name, _ in names if name.startswith("conv2d"))
-            names.append(("conv2d" + (f"_{n}" if n else ""), next(conv_left)))
-    names.append(("flatten", None))
-    names += [("dense" + (f"_{i}" if i else ""), pair) for i, pair in enumerate(dense)]
+    # (Keras 3 path name, keras.applications layer name, variables)
+    layers: list[tuple[str, str, tuple[np.ndarray, np.ndarray] | None]] = [("input_layer", "input_layer", None)]
+    conv_left, block, conv = iter(convs), 1, 0
+    for module in model.features:
+        if isinstance(module, torch.nn.Conv2d):
+            conv += 1
+            n = sum(1 for path_name, _, _ in layers if path_name.startswith("conv2d"))
+            layers.append(("conv2d" + (f"_{n}" if n else ""), f"block{block}_conv{conv}", next(conv_left)))
+        elif isinstance(module, torch.nn.MaxPool2d):
+            layers.append(("max_pooling2d" + (f"_{block - 1}" if block > 1 else ""), f"block{block}_pool", None))
+            block, conv = block + 1, 0
+    layers.append(("flatten", "flatten", None))
+    layers += [("dense" + (f"_{i}" if i else ""), name, pair)
+               for i, (name, pair) in enumerate(zip(("fc1", "fc2", "predictions"), dense))]
+    model_name = {"D": "vgg16", "E": "vgg19"}.get(model.config["name"], f"vgg_{model.config['name'].lower()}")
 
     def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
-            f.create_group("vars")
-            for name, pair in names:
-                variables = f.create_group(f"layers/{name}/vars")
+            f.create_group("vars").attrs["name"] = model_name
+            for path_name, name, pair in layers:
+                variables = f.create_group(f"layers/{path_name}/vars")
+                variables.attrs["name"] = name
                 for i, array in enumerate(pair or ()):
                     variables.create_dataset(str(i), data=np.ascontiguousarray(array, dtype=np.float32))
 
