@@ -136,6 +136,13 @@ def test_keras3_file_of_another_architecture_is_refused(tmp_path):
         f["layers/conv2d/vars/1"] = np.zeros(64, np.float32)
     with pytest.raises(WeightsError, match="match no VGG config"):
         load_pretrained(tmp_path / "mlp.weights.h5")
+    keras3_file(build_model("D", width=0.125, seed=0), tmp_path / "full.weights.h5")
+    (tmp_path / "cut.weights.h5").write_bytes((tmp_path / "full.weights.h5").read_bytes()[:5000])
+    with zipfile.ZipFile(tmp_path / "cut.keras", "w") as archive:
+        archive.writestr("model.weights.h5", (tmp_path / "full.weights.h5").read_bytes()[:5000])
+    for name in ("cut.weights.h5", "cut.keras"):
+        with pytest.raises(WeightsError, match="keras3 file .* truncated"):
+            load_pretrained(tmp_path / name)
 
 
 def test_export_picks_the_layout_from_the_name_and_warns_on_a_mismatch(tmp_path, capsys):

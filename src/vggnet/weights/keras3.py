@@ -82,15 +82,20 @@ def read_keras3(path: str | Path) -> VGG:
                                    f"{', '.join(names[:5])}); save it with model.save('x.keras') in Keras 3")
             if "config.json" in names:
                 model_name = json.loads(archive.read("config.json")).get("config", {}).get("name")
-            data = io.BytesIO(archive.read("model.weights.h5"))
-        opened = h5py.File(data, "r")
+            source: Any = io.BytesIO(archive.read("model.weights.h5"))
     else:
-        try:
-            opened = h5py.File(path, "r")
-        except OSError as exc:
-            raise WeightsError(f"keras3 file {path} is not a readable HDF5 file ({str(exc)[:80]})") from None
+        source = path
+    try:
+        opened = h5py.File(source, "r")
+    except OSError as exc:
+        raise WeightsError(f"keras3 file {path} is not a readable HDF5 file ({str(exc)[:80]}); it is truncated "
+                           "or not a Keras 3 file") from None
     with opened as handle:
-        layers = _read_layers(handle, str(path))
+        try:
+            layers = _read_layers(handle, str(path))
+        except (OSError, KeyError, ValueError) as exc:
+            raise WeightsError(f"keras3 file {path} cannot be read ({str(exc)[:80]}); it is truncated or not a "
+                               "Keras 3 file") from None
     return _from_layers(layers, str(path), model_name)
 
 
