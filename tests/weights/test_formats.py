@@ -203,6 +203,10 @@ def test_a_file_of_no_known_format_says_what_it_is_and_what_is_accepted(tmp_path
     (tmp_path / "notes.bin").write_bytes(b"hello world " * 10)
     with pytest.raises(WeightsError, match=r"detected: unknown content.*accepted: .*Keras 3 .weights.h5 .*\.caffemodel"):
         load_pretrained(tmp_path / "notes.bin")
+    save_as(build_model("A", num_classes=3, width=0.125, seed=0), tmp_path / "w.pth", "torchvision")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "w.pth").read_bytes()[:4000])
+    with pytest.raises(WeightsError, match="detected: truncated-zip content"):
+        load_pretrained(tmp_path / "cut.pth")
     traced = torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2))
     traced.save(str(tmp_path / "model.pt"))
     with pytest.raises(WeightsError, match="detected: torchscript content"):

@@ -157,6 +157,8 @@ def test_export_picks_the_layout_from_the_name_and_warns_on_a_mismatch(tmp_path,
     assert main(["export", str(tmp_path / "w.safetensors"), "--format", "keras",
                  "--out", str(tmp_path / "b.weights.h5")]) == 0
     assert "warning: b.weights.h5 is named like a keras3 file" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "c.keras")]) == 2
+    assert "does not write them; write a Keras 3 .weights.h5" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # real Keras 3 (torch backend), full-size VGG16/VGG19: only where keras is installed

@@ -34,6 +34,9 @@ def choose_format(path: str | Path, fmt: str | None) -> tuple[str, str | None]:
     when the name suggests another (a .weights.h5 written in the Keras 2 layout, which Keras 3
     refuses, say)."""
     named = format_from_name(path)
+    if Path(path).suffix.lower() in (".keras", ".caffemodel"):
+        raise ConfigError(f"{Path(path).name}: vggnet reads {Path(path).suffix} files but does not write them; "
+                          "write a Keras 3 .weights.h5 (keras.applications.VGG16(weights=None).load_weights takes it)")
     if fmt is None:
         if named is None:
             raise ConfigError(f"cannot tell the format from the name {Path(path).name}; give --format "

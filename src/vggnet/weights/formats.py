@@ -62,14 +62,17 @@ def load_pretrained(spec: str | Path, *, head: str | None = None) -> VGG:
 
 def sniff(path: Path) -> str:
     """What a file holds, from its first bytes: 'hdf5', 'keras3-archive', 'torchscript', 'torch-zip',
-    'zip', 'safetensors', 'pickle' or 'unknown' (protobuf files, Caffe's and ONNX's, have no magic)."""
+    'zip', 'truncated-zip', 'safetensors', 'pickle' or 'unknown' (protobuf files, Caffe's and ONNX's, have no magic)."""
     with open(path, "rb") as handle:
         head = handle.read(16)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "hdf5"
     if head.startswith(b"PK\x03\x04"):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return "truncated-zip"
         if "model.weights.h5" in names:
             return "keras3-archive"
         if any(n.endswith("constants.pkl") for n in names):
