@@ -18,6 +18,7 @@ SCRIPTS = [
     ["bench_train.py", "--time-to-accuracy"],
     ["bench_eval.py"],
     ["bench_health.py"],
+    ["bench_memory.py"],
 ]
 if torch.cuda.is_available():  # VGG-16 at 224 is a GPU workload
     SCRIPTS.append(["bench_gpu.py"])

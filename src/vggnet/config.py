@@ -92,6 +92,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast (CPU and GPU)
     channels_last: bool = True
     compile: bool = False  # torch.compile the model
+    checkpoint_activations: bool = False  # recompute each conv block in backward: less memory, ~1/3 more time
     checkpoint_minutes: float = 5.0  # also save last.pt this often within an epoch
     on_nonfinite: str = "rollback"  # "rollback" (restore last good state, lr /= 10) | "stop"
     health_every: int = 100  # steps between training-health samples (0 disables)

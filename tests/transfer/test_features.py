@@ -152,3 +152,16 @@ def test_linear_probe_svm_and_bad_kind():
     assert result["test_accuracy"] > 0.9 and result["dim"] == 16
     with pytest.raises(ConfigError, match="valid: svm, logreg"):
         linear_probe(x, y, x, y, kind="knn")
+
+
+def test_features_command_takes_a_layer_name(tmp_path, capsys):
+    save_as(build_model("A", num_classes=3, width=0.125, head="gap", seed=0), tmp_path / "w.safetensors")
+    synthetic = ["--data", "synthetic", "--set", "data.num_classes=3", "--set", "data.num_train=20",
+                 "--set", "data.num_test=10", "--split", "test"]
+    assert main(["features", "--weights", str(tmp_path / "w.safetensors"), *synthetic, "--layer", "relu4_2",
+                 "--out", str(tmp_path / "f.safetensors")]) == 0
+    assert "10 images -> 64-D descriptors" in capsys.readouterr().out
+    assert main(["features", "--weights", str(tmp_path / "w.safetensors"), *synthetic, "--layer", "relu5_3",
+                 "--out", str(tmp_path / "f.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown feature layer 'relu5_3'" in err and "relu5_2" in err

@@ -196,3 +196,31 @@ def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
     with pytest.raises(WeightsError, match="refused"):
         load_pretrained(path)
     assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notice
+def test_a_file_of_no_known_format_says_what_it_is_and_what_is_accepted(tmp_path):
+    (tmp_path / "notes.bin").write_bytes(b"hello world " * 10)
+    with pytest.raises(WeightsError, match=r"detected: unknown content.*accepted: .*Keras 3 .weights.h5 .*\.caffemodel"):
+        load_pretrained(tmp_path / "notes.bin")
+    save_as(build_model("A", num_classes=3, width=0.125, seed=0), tmp_path / "w.pth", "torchvision")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "w.pth").read_bytes()[:4000])
+    with pytest.raises(WeightsError, match="detected: truncated-zip content"):
+        load_pretrained(tmp_path / "cut.pth")
+    traced = torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2))
+    traced.save(str(tmp_path / "model.pt"))
+    with pytest.raises(WeightsError, match="detected: torchscript content"):
+        load_pretrained(tmp_path / "model.pt")
+
+
+def test_export_errors_say_what_a_format_holds_and_which_formats_can(tmp_path):
+    model = build_model("A", num_classes=3, width=0.125, head="gap", seed=0)
+    for fmt in ("torchvision", "timm", "keras", "keras3"):
+        with pytest.raises(WeightsError, match=rf"^{fmt} cannot hold this VGG-A \(gap head.*{fmt} holds .*fc head"
+                                               r".*formats that can: vggnet \(and onnx, torchscript\)$"):
+            save_as(model, tmp_path / "x", fmt)
+    with pytest.raises(WeightsError, match="^timm cannot hold"):  # not torchvision's message
+        formats.to_timm(model)
+    bn = build_model("D", num_classes=3, width=0.125, batch_norm=True, seed=0)
+    with pytest.raises(WeightsError, match="formats that can: vggnet, torchvision, timm "):
+        save_as(bn, tmp_path / "x.weights.h5", "keras3")

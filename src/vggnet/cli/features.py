@@ -17,8 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a file, a run directory, or torchvision:vgg16[_bn] etc.")
     add_config_args(p)
     p.add_argument("--data", help="dataset name (default: the run directory's dataset)")
-    p.add_argument("--layer", choices=LAYERS, default="penultimate",
-                   help="penultimate: FC2 output (4096-D at full width); conv: pooled last conv map (512-D)")
+    p.add_argument("--layer", default="penultimate",
+                   help=f"{' | '.join(LAYERS)} | a layer name. penultimate: FC2 output (4096-D at full width); conv: "
+                        "pooled last conv map (512-D); conv1_1 ... conv5_4, relu*, pool1 ... pool5, fc6, fc7, fc8: "
+                        "that layer's output, spatially averaged")
     p.add_argument("--scales", type=int, nargs="+", metavar="Q",
                    help="rescale the shorter side to each Q and average (paper: 256 384 512); default native size")
     p.add_argument("--no-flip", action="store_true", help="do not average with the flipped image")

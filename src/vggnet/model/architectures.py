@@ -58,3 +58,22 @@ def list_models() -> list[str]:
 def weight_layers(letter: str) -> int:
     """Weight layers as the paper counts them: convs plus the three FC layers."""
     return sum(1 for v in CONFIGS[letter] if not isinstance(v, str)) + 3
+
+
+def layer_names(letter: str, *, batch_norm: bool = False, head: str = "fc") -> tuple[list[str], list[str]]:
+    """The Caffe release's names of every layer, as (features, classifier) in module order:
+    conv{b}_{m}, bn{b}_{m} (batch norm), relu{b}_{m}, norm1 (A-LRN), pool{b}; then fc6, relu6,
+    drop6, fc7, relu7, drop7, fc8 (the fc and conv heads) or fc8 alone (the gap head)."""
+    features: list[str] = []
+    block, conv = 1, 0
+    for item in CONFIGS[letter]:
+        if item == "M":
+            features.append(f"pool{block}")
+            block, conv = block + 1, 0
+        elif item == "L":
+            features.append(f"norm{block}")
+        else:
+            conv += 1
+            features += [f"conv{block}_{conv}"] + ([f"bn{block}_{conv}"] if batch_norm else []) + [f"relu{block}_{conv}"]
+    classifier = ["fc8"] if head == "gap" else ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
+    return features, classifier

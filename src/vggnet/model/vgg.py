@@ -8,12 +8,16 @@ Heads:
   evaluation): an input of at least 224 gives a class score map, spatially averaged.
 - ``gap``: global average pooling and one linear layer, the usual head for 28-32 px.
 
-State-dict keys follow torchvision (``features.N.*``, ``classifier.{0,3,6}.*``).
+State-dict keys follow torchvision (``features.N.*``, ``classifier.{0,3,6}.*``); every layer
+also has the Caffe release's name (conv1_1 ... fc8, see ``architectures.layer_names``), which
+``features_at`` takes. ``features_only=True`` (timm's interface) drops the classifier and
+returns the ``feature_info`` stages.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,9 +25,10 @@ from torch import nn
 
 from vggnet.errors import ConfigError
 from vggnet.model import init as init_lib
-from vggnet.model.architectures import CONFIGS, HEAD_INPUT, LRN, MIN_INPUT, resolve_name
+from vggnet.model.architectures import CONFIGS, HEAD_INPUT, LRN, MIN_INPUT, layer_names, resolve_name
 
 HEADS = ("fc", "conv", "gap")
+STAGES = 6  # feature_info: before each of the five pools (reduction 1 ... 16), and pool5 (32)
 
 
 class AlexNetLRN(nn.Module):
@@ -84,7 +89,8 @@ class VGG(nn.Module):
     """A VGG network. Build it with :func:`build_model`; ``config`` rebuilds it."""
 
     def __init__(self, name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False,
-                 head: str = "fc", in_channels: int = 3, width: float = 1.0, dropout: float = 0.5):
+                 head: str = "fc", in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
+                 features_only: bool = False, out_indices: Sequence[int] = tuple(range(STAGES))):
         super().__init__()
         letter, bn_from_name = resolve_name(name)
         batch_norm = batch_norm or bn_from_name
@@ -101,10 +107,19 @@ class VGG(nn.Module):
             "name": letter, "num_classes": num_classes, "batch_norm": batch_norm, "head": head,
             "in_channels": in_channels, "width": width, "dropout": dropout,
         }
+        if features_only:
+            indices = list(out_indices)
+            if not indices or any(not isinstance(i, int) or not 0 <= i < STAGES for i in indices):
+                raise ConfigError(f"out_indices must be stage numbers 0 to {STAGES - 1}, got {list(out_indices)}")
+            self.config.update(features_only=True, out_indices=indices)
         self.features = make_features(letter, batch_norm=batch_norm, in_channels=in_channels, width=width)
         self.num_features = _scaled(512, width)
         self.hidden = _scaled(4096, width)
-        self.classifier = make_classifier(head, self.num_features, self.hidden, num_classes, dropout)
+        self.classifier = nn.Sequential() if features_only else make_classifier(
+            head, self.num_features, self.hidden, num_classes, dropout)
+        # Per-block activation checkpointing in training (train.checkpoint_activations): a choice of
+        # how to train, not part of the architecture, so it is not in ``config``.
+        self.checkpoint_activations = False
 
     @property
     def head(self) -> str:
@@ -127,6 +142,10 @@ class VGG(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The conv stack: [N, C, H, W] -> [N, 512*width, H/32, W/32]."""
         self._check_input(x)
+        if self.checkpoint_activations and self.training and torch.is_grad_enabled():
+            from vggnet.model.memory import checkpointed
+
+            return checkpointed(self.features, x)
         return self.features(x)
 
     def score_map(self, features: torch.Tensor) -> torch.Tensor:
@@ -135,29 +154,97 @@ class VGG(nn.Module):
             raise ConfigError("score_map needs the conv head; use vggnet.convert_head(model, 'conv')")
         return self.classifier(features)
 
+    def _head_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv map as the head takes it: pooled to 7x7 and flattened (fc), as is (conv),
+        globally averaged (gap)."""
+        if self.head == "gap":
+            return torch.flatten(x.mean((2, 3)), 1)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 7), 1) if self.head == "fc" else x
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Features -> logits. ``pre_logits`` stops before the last layer (penultimate features)."""
-        head = self.head
-        if head == "gap":
-            x = torch.flatten(x.mean((2, 3)), 1)
-            return x if pre_logits else self.classifier(x)
-        if head == "fc":
-            x = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 7), 1)
+        if self.config.get("features_only"):
+            raise ConfigError("a features_only model has no head; build it without features_only")
         layers = self.classifier[:-1] if pre_logits else self.classifier
-        x = layers(x)
-        return x.mean((2, 3)) if head == "conv" else x
+        x = layers(self._head_input(x))
+        return x.mean((2, 3)) if self.head == "conv" else x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Logits, or for ``features_only`` the maps of the ``out_indices`` stages."""
+        if self.config.get("features_only"):
+            stages = [self.feature_info[i]["name"] for i in self.config["out_indices"]]
+            return list(self.features_at(x, stages).values())
         return self.forward_head(self.forward_features(x))
+
+    def named_layers(self) -> dict[str, nn.Module]:
+        """Every layer by its Caffe name (conv1_1, relu1_1, pool1, ..., fc6, relu6, drop6, fc7, fc8)."""
+        features, classifier = layer_names(self.config["name"], batch_norm=self.config["batch_norm"], head=self.head)
+        return {**dict(zip(features, self.features)), **dict(zip(classifier, self.classifier))}
+
+    def features_at(self, x: torch.Tensor, names: str | Sequence[str]) -> dict[str, torch.Tensor]:
+        """The outputs of the named layers (e.g. ``["relu3_3", "pool5", "fc7"]``) in one forward
+        pass that stops at the last of them: conv maps [N, C, H, W]; fc6/fc7/fc8 [N, D] for the
+        fc and gap heads, score maps [N, D, h, w] for the conv head (before averaging)."""
+        names = [names] if isinstance(names, str) else list(names)
+        layers = self.named_layers()
+        unknown = [n for n in names if n not in layers]
+        if unknown or not names:
+            raise ConfigError(f"no layer named {unknown[0] if unknown else 'at all'!r} in VGG-{self.config['name']}; "
+                              f"valid: {', '.join(layers)}")
+        self._check_input(x)
+        out: dict[str, torch.Tensor] = {}
+        for index, (name, module) in enumerate(layers.items()):
+            if index == len(self.features):
+                x = self._head_input(x)
+            x = torch.relu(x) if isinstance(module, nn.ReLU) else module(x)  # not in place: x may be kept
+            if name in names:
+                out[name] = x
+                if len(out) == len(set(names)):
+                    break
+        return {n: out[n] for n in names}
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's stages: the last layer before each pool (reduction 1, 2, 4, 8, 16) and pool5 (32),
+        each with ``name``, ``num_chs``, ``reduction`` and ``module`` (its state-dict path)."""
+        names = layer_names(self.config["name"], batch_norm=self.config["batch_norm"])[0]
+        info: list[dict[str, Any]] = []
+        channels = self.config["in_channels"]
+        for index, module in enumerate(self.features):
+            channels = module.out_channels if isinstance(module, nn.Conv2d) else channels
+            if isinstance(module, nn.MaxPool2d):
+                info.append({"name": names[index - 1], "num_chs": channels, "reduction": 2 ** len(info),
+                             "module": f"features.{index - 1}"})
+        last = len(self.features) - 1
+        return info + [{"name": names[last], "num_chs": channels, "reduction": 32, "module": f"features.{last}"}]
+
+    def reset_classifier(self, num_classes: int, *, seed: int | None = None) -> None:
+        """A new, freshly initialised last layer (fc8) for ``num_classes``, in place; the other
+        weights are kept (timm's interface; fine-tuning uses it)."""
+        if self.config.get("features_only"):
+            raise ConfigError("a features_only model has no classifier to reset; build it without features_only")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+        old = self.classifier[-1]
+        new = nn.Conv2d(old.in_channels, num_classes, 1) if isinstance(old, nn.Conv2d) else nn.Linear(
+            old.in_features, num_classes)
+        init_lib.initialise(new, "kaiming", seed=seed)
+        self.classifier[-1] = new.to(old.weight.device, old.weight.dtype)
+        self.config["num_classes"] = num_classes
+        meta = getattr(self, "metadata", None)
+        if meta and "classes" in meta and len(meta["classes"]) != num_classes:
+            self.metadata = {k: v for k, v in meta.items() if k != "classes"}
 
 
 def build_model(name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False, head: str = "fc",
                 in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
-                init: str | None = "kaiming", seed: int | None = None) -> VGG:
+                init: str | None = "kaiming", seed: int | None = None, features_only: bool = False,
+                out_indices: Sequence[int] = tuple(range(STAGES))) -> VGG:
     """Build a VGG by the paper's letter ("A", "A-LRN", "B", "C", "D", "E") or a torchvision
-    alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see vggnet.model.init)."""
-    model = VGG(name, num_classes=num_classes, batch_norm=batch_norm, head=head,
-                in_channels=in_channels, width=width, dropout=dropout)
+    alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see vggnet.model.init).
+    ``features_only`` returns the maps of the ``out_indices`` stages of ``feature_info``."""
+    model = VGG(name, num_classes=num_classes, batch_norm=batch_norm, head=head, in_channels=in_channels,
+                width=width, dropout=dropout, features_only=features_only, out_indices=out_indices)
     if init is not None:
         init_lib.initialise(model, init, seed=seed)
     return model
@@ -169,8 +256,8 @@ def from_config(config: dict[str, Any]) -> VGG:
     missing = [k for k in keys if k not in config]
     if missing:
         raise ConfigError(f"model config is missing {', '.join(missing)}")
-    name = config["name"]
-    return VGG(name, **{k: config[k] for k in keys[1:]})
+    extra = {k: config[k] for k in ("features_only", "out_indices") if k in config}
+    return VGG(config["name"], **{k: config[k] for k in keys[1:]}, **extra)
 
 
 @torch.no_grad()
@@ -181,8 +268,9 @@ def convert_head(model: VGG, head: str) -> VGG:
         raise ConfigError(f"convert_head converts between 'fc' and 'conv', not '{head}'")
     if model.head == head:
         return model
-    if model.head == "gap":
-        raise ConfigError("a 'gap' head has no fc/conv equivalent; build the model with head='fc'")
+    if model.head == "gap" or model.config.get("features_only"):
+        raise ConfigError(f"a {'gap' if model.head == 'gap' else 'features_only'} model has no fc/conv head to convert; "
+                          "build the model with head='fc'")
     old = model.classifier
     new = make_classifier(head, model.num_features, model.hidden, model.config["num_classes"],
                           model.config["dropout"]).to(old[0].weight.device, old[0].weight.dtype)

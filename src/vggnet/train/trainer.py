@@ -60,6 +60,7 @@ class Trainer:
         self.channels = model.config["in_channels"] if model is not None else self.ds.channels
         self.given_model = model is not None
         self.model = model if model is not None else make_model(cfg, len(self.ds.classes), self.channels)
+        self.model.checkpoint_activations = cfg.train.checkpoint_activations
         if self.model.config["num_classes"] != len(self.ds.classes):
             raise ConfigError(f"the model has {self.model.config['num_classes']} classes, {cfg.data.name} has "
                               f"{len(self.ds.classes)}; replace the head (vggnet finetune does)")

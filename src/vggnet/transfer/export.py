@@ -18,6 +18,36 @@ from vggnet.files import atomic_write
 EXPORTS = ("onnx", "torchscript")
 MIN_OPSET = 17
 
+# File names -> the format they suggest, longest suffix first (.pt is TorchScript's and torch's).
+NAMED = ((".weights.h5", "keras3"), (".h5", "keras"), (".hdf5", "keras"), (".onnx", "onnx"),
+         (".safetensors", "vggnet"), (".pth", "torchvision"), (".torchscript", "torchscript"))
+
+
+def format_from_name(path: str | Path) -> str | None:
+    """The format a file name suggests (None: the name does not say)."""
+    name = Path(path).name.lower()
+    return next((fmt for suffix, fmt in NAMED if name.endswith(suffix)), None)
+
+
+def choose_format(path: str | Path, fmt: str | None) -> tuple[str, str | None]:
+    """(format, warning or None): ``fmt`` if given, else the one the name suggests; a warning
+    when the name suggests another (a .weights.h5 written in the Keras 2 layout, which Keras 3
+    refuses, say)."""
+    named = format_from_name(path)
+    if Path(path).suffix.lower() in (".keras", ".caffemodel"):
+        raise ConfigError(f"{Path(path).name}: vggnet reads {Path(path).suffix} files but does not write them; "
+                          "write a Keras 3 .weights.h5 (keras.applications.VGG16(weights=None).load_weights takes it)")
+    if fmt is None:
+        if named is None:
+            raise ConfigError(f"cannot tell the format from the name {Path(path).name}; give --format "
+                              "(onnx, torchscript, vggnet, torchvision, timm, keras, keras3)")
+        return named, None
+    compatible = {named, "timm"} if named == "vggnet" else {named}
+    if named is not None and fmt not in compatible:
+        return fmt, (f"{Path(path).name} is named like a {named} file, but --format {fmt} writes {fmt}'s layout; "
+                     f"rename it or use --format {named}")
+    return fmt, None
+
 
 class _Logits(nn.Module):
     """features -> head without the Python input checks, which do not trace. The fc head's

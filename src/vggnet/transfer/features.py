@@ -3,7 +3,8 @@
 Appendix B: the net (no fine-tuning) is applied densely to the image rescaled to each Q; the
 penultimate (4096-D) map is spatially averaged, averaged with the horizontally flipped
 image, averaged over the scales, and L2-normalised; a linear SVM is trained on that.
-``layer="conv"`` gives the pooled last conv map instead (512-D).
+``layer="conv"`` gives the pooled last conv map instead (512-D), and any named layer
+(``relu5_3``, ``pool4``, ``fc7``...; ``VGG.named_layers``) its output, spatially averaged.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Describer:
 
     def __init__(self, model: VGG, preprocessing: dict[str, Any], *, layer: str = "penultimate",
                  scales: Sequence[int] | None = None, flip: bool = True) -> None:
-        if layer not in LAYERS:
-            raise ConfigError(f"unknown feature layer '{layer}'; valid: {', '.join(LAYERS)}")
+        if layer not in LAYERS and layer not in model.named_layers():
+            raise ConfigError(f"unknown feature layer '{layer}'; valid: {', '.join(LAYERS)} or a layer name: "
+                              f"{', '.join(model.named_layers())}")
         if scales and min(scales) < model.min_input_size:
             raise ConfigError(f"scales {list(scales)} go below the model's minimum input {model.min_input_size}")
         self.model = model.eval()
@@ -46,6 +48,9 @@ class Describer:
         self.layer, self.scales, self.flip = layer, list(scales) if scales else None, flip
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer not in LAYERS:
+            out = self.model.features_at(x, self.layer)[self.layer]
+            return out.mean((2, 3)) if out.ndim == 4 else out
         features = self.model.forward_features(x)
         if self.layer == "conv" or self.model.head == "gap":
             return features.mean((2, 3))

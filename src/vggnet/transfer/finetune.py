@@ -21,7 +21,6 @@ from typing import Any
 from torch import nn
 
 from vggnet.errors import ConfigError
-from vggnet.model import init as init_lib
 from vggnet.model.vgg import VGG
 from vggnet.files import atomic_write
 from vggnet.config import RunConfig, validate
@@ -33,16 +32,7 @@ GROUPS = ("block1", "block2", "block3", "block4", "block5", "fc", "head")
 
 def replace_head(model: VGG, num_classes: int, *, seed: int | None = None) -> VGG:
     """A new, freshly initialised last layer for ``num_classes`` (in place); the rest is kept."""
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    old = model.classifier[-1]
-    if isinstance(old, nn.Conv2d):
-        new: nn.Module = nn.Conv2d(old.in_channels, num_classes, 1)
-    else:
-        new = nn.Linear(old.in_features, num_classes)
-    init_lib.initialise(new, "kaiming", seed=seed)
-    model.classifier[-1] = new.to(old.weight.device, old.weight.dtype)
-    model.config["num_classes"] = num_classes
+    model.reset_classifier(num_classes, seed=seed)
     return model
 
 

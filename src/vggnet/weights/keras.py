@@ -1,10 +1,13 @@
-"""Keras VGG16/VGG19 HDF5 files (keras.applications layout: block{n}_conv{m}, fc1, fc2,
-predictions) in and out. Keras' caffe preprocessing (BGR, mean subtraction in 0-255) is recorded."""
+"""Keras VGG16/VGG19 files. This module: the legacy (Keras 2) HDF5 layout of keras.applications
+(block{n}_conv{m}, fc1, fc2, predictions) in and out, and the tensor conversions both Keras
+layouts share; keras3.py holds the Keras 3 ``.weights.h5`` and ``.keras`` layouts.
+Keras' caffe preprocessing (BGR, mean subtraction in 0-255) is recorded."""
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +15,45 @@ import torch
 
 from vggnet.errors import WeightsError
 from vggnet.files import atomic_write
-from vggnet.model.architectures import CONFIGS
 from vggnet.model.vgg import VGG, convert_head
 from vggnet.weights import preprocess
+from vggnet.weights.layout import Pair, check_holds, vgg_arrays, vgg_from_arrays
 from vggnet.weights.preprocess import imagenet_metadata
 
 _KERAS_CONV = re.compile(r"^block(\d+)_conv(\d+)$")
+
+
+def from_keras_arrays(convs: Sequence[Pair], dense: Sequence[Pair] | None, *, source: str) -> VGG:
+    """A VGG from Keras arrays: conv kernels (kh, kw, in, out), dense kernels (in, out) with fc1's
+    rows in the NHWC flatten order (h, w, c) of the 7x7 map. Records Keras' caffe preprocessing."""
+    torch_convs = [(np.asarray(k).transpose(3, 2, 0, 1), b) for k, b in convs]
+    fcs = None
+    if dense:
+        fc1 = np.asarray(dense[0][0])
+        hidden, c = fc1.shape[1], fc1.shape[0] // 49
+        if fc1.shape[0] != c * 49:
+            raise WeightsError(f"{source}: fc1 takes {fc1.shape[0]} inputs, not a 7x7 map; not a Keras VGG")
+        fcs = [(fc1.reshape(7, 7, c, hidden).transpose(3, 2, 0, 1).reshape(hidden, c * 49), dense[0][1])]
+        fcs += [(np.asarray(k).T, b) for k, b in dense[1:]]
+    model = vgg_from_arrays(torch_convs, fcs, source=source)
+    model.metadata = imagenet_metadata(model, source=source)
+    model.metadata["preprocessing"] = preprocess.caffe()
+    if not dense:
+        model.metadata["partial"] = "features only: the file has no fc layers; the classifier is untrained"
+    return model
+
+
+def to_keras_arrays(model: VGG, fmt: str = "keras") -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                             list[tuple[np.ndarray, np.ndarray]]]:
+    """The inverse of :func:`from_keras_arrays`: (conv kernels and biases, fc1/fc2/predictions)."""
+    check_holds(fmt, model)
+    if model.head == "conv":
+        model = convert_head(copy.deepcopy(model), "fc")
+    convs, fcs = vgg_arrays(model)
+    c, hidden = model.num_features, model.hidden
+    fc1 = fcs[0][0].reshape(hidden, c, 7, 7).transpose(2, 3, 1, 0).reshape(c * 49, hidden)
+    dense = [(fc1, fcs[0][1])] + [(np.ascontiguousarray(w.T), b) for w, b in fcs[1:]]
+    return [(np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b) for w, b in convs], dense
 
 
 def _keras_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -27,7 +63,7 @@ def _keras_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise WeightsError(f"{path} is not a readable HDF5 file ({str(exc)[:80]})") from None
+        raise WeightsError(f"keras file {path} is not a readable HDF5 file ({str(exc)[:80]})") from None
     layers: dict[str, dict[str, np.ndarray]] = {}
     with handle:
         root = handle["model_weights"] if "model_weights" in handle else handle
@@ -43,93 +79,39 @@ def _keras_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     return layers
 
 
-def _letter_of(kernel_sizes: list[list[int]], path: Path) -> str:
-    for letter, layers in CONFIGS.items():
-        if "L" in layers:
-            continue
-        blocks, block = [], []
-        for item in layers:
-            if item == "M":
-                blocks.append(block)
-                block = []
-            else:
-                block.append(3 if isinstance(item, int) else item[1])
-        if blocks == kernel_sizes:
-            return letter
-    raise WeightsError(f"{path}: the blockN_convM layers ({[len(b) for b in kernel_sizes]} convs per block) "
-                       "match no VGG config of Table 1")
-
-
 def read_keras(path: str | Path) -> VGG:
     """A keras.applications VGG HDF5 file (block{n}_conv{m}, fc1, fc2, predictions) as a VGG
-    with the fc head. Keras' caffe preprocessing (BGR, mean subtraction in 0-255) is recorded.
-    A ``notop`` file (no fc layers) loads the features and leaves the classifier initialised."""
+    with the fc head. A ``notop`` file (no fc layers) loads the features and leaves the
+    classifier initialised."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} not found")
     layers = _keras_layers(path)
     convs = sorted(((int(m[1]), int(m[2])), name) for name in layers if (m := _KERAS_CONV.match(name)))
     if not convs:
-        raise WeightsError(f"{path} has no block{{n}}_conv{{m}} layers: not a Keras VGG weights file")
-    sizes: list[list[int]] = [[] for _ in range(max(b for (b, _), _ in convs))]
-    for (block, _), name in convs:
-        sizes[block - 1].append(layers[name]["kernel"].shape[0])
-    letter = _letter_of(sizes, path)
-    first = layers[convs[0][1]]["kernel"]
+        raise WeightsError(f"keras (legacy .h5) file {path} has no block{{n}}_conv{{m}} layers "
+                           f"(found: {', '.join(sorted(layers)[:5]) or 'no weight layers'}); not a Keras VGG file")
     top = all(k in layers for k in ("fc1", "fc2", "predictions"))
-    num_classes = layers["predictions"]["kernel"].shape[1] if top else 1000
-    model = VGG(letter, num_classes=num_classes, head="fc", in_channels=first.shape[2], width=first.shape[3] / 64)
-    state = model.state_dict()
-    conv_index = [i for i, m in enumerate(model.features) if isinstance(m, torch.nn.Conv2d)]
-    for index, (_, name) in zip(conv_index, convs):
-        state[f"features.{index}.weight"] = torch.from_numpy(layers[name]["kernel"]).permute(3, 2, 0, 1)
-        state[f"features.{index}.bias"] = torch.from_numpy(layers[name]["bias"])
-    if top:
-        c, hidden = model.num_features, model.hidden
-        fc1 = torch.from_numpy(layers["fc1"]["kernel"])  # rows in NHWC flatten order (h, w, c)
-        state["classifier.0.weight"] = fc1.reshape(7, 7, c, hidden).permute(3, 2, 0, 1).reshape(hidden, c * 49)
-        state["classifier.3.weight"] = torch.from_numpy(layers["fc2"]["kernel"]).T
-        state["classifier.6.weight"] = torch.from_numpy(layers["predictions"]["kernel"]).T
-        for index, name in ((0, "fc1"), (3, "fc2"), (6, "predictions")):
-            state[f"classifier.{index}.bias"] = torch.from_numpy(layers[name]["bias"])
-    try:
-        model.load_state_dict({k: v.contiguous().float() for k, v in state.items()})
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: layer shapes do not fit a VGG-{letter} ({str(exc).splitlines()[-1][:120]})") \
-            from None
-    model.metadata = imagenet_metadata(model, source=f"keras:{path.name}")
-    model.metadata["preprocessing"] = preprocess.keras_caffe()
-    if not top:
-        model.metadata["partial"] = "features only: the file has no fc1/fc2/predictions; the classifier is untrained"
-    return model
+    dense = [(layers[n]["kernel"], layers[n]["bias"]) for n in ("fc1", "fc2", "predictions")] if top else None
+    return from_keras_arrays([(layers[n]["kernel"], layers[n]["bias"]) for _, n in convs], dense,
+                             source=f"keras:{path.name}")
 
 
 def write_keras(model: VGG, path: str | Path) -> Path:
-    """Write ``model`` in keras.applications' HDF5 layout (what ``read_keras`` and Keras read)."""
+    """Write ``model`` in keras.applications' legacy HDF5 layout (Keras 2's ``load_weights``)."""
     import h5py
 
-    if model.config["batch_norm"] or model.config["name"] == "A-LRN":
-        raise WeightsError("Keras VGGs have no batch norm or LRN; export this model as vggnet or torchvision")
-    if model.head == "gap":
-        raise WeightsError("Keras VGGs have the fc head; this model has 'gap'")
-    if model.head == "conv":
-        model = convert_head(copy.deepcopy(model), "fc")
-    state = {k: v.detach().cpu().float() for k, v in model.state_dict().items()}
-    c, hidden = model.num_features, model.hidden
+    convs, dense = to_keras_arrays(model)
     layers: list[tuple[str, np.ndarray | None, np.ndarray | None]] = [("input_1", None, None)]
-    block, conv = 1, 0
-    for index, module in enumerate(model.features):
+    block, conv, convs_left = 1, 0, iter(convs)
+    for module in model.features:
         if isinstance(module, torch.nn.Conv2d):
             conv += 1
-            layers.append((f"block{block}_conv{conv}", state[f"features.{index}.weight"].permute(2, 3, 1, 0).numpy(),
-                           state[f"features.{index}.bias"].numpy()))
+            layers.append((f"block{block}_conv{conv}", *next(convs_left)))
         elif isinstance(module, torch.nn.MaxPool2d):
             layers.append((f"block{block}_pool", None, None))
             block, conv = block + 1, 0
-    fc1 = state["classifier.0.weight"].reshape(hidden, c, 7, 7).permute(2, 3, 1, 0).reshape(c * 49, hidden)
-    layers += [("flatten", None, None), ("fc1", fc1.numpy(), state["classifier.0.bias"].numpy()),
-               ("fc2", state["classifier.3.weight"].T.numpy(), state["classifier.3.bias"].numpy()),
-               ("predictions", state["classifier.6.weight"].T.numpy(), state["classifier.6.bias"].numpy())]
+    layers += [("flatten", None, None)] + [(n, k, b) for n, (k, b) in zip(("fc1", "fc2", "predictions"), dense)]
 
     def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
@@ -141,7 +123,7 @@ def write_keras(model: VGG, path: str | Path) -> Path:
                 names = [] if kernel is None else [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
                 group.attrs["weight_names"] = np.array(names, dtype="S")
                 if kernel is not None:
-                    group.create_dataset(f"{name}/kernel:0", data=np.ascontiguousarray(kernel))
+                    group.create_dataset(f"{name}/kernel:0", data=kernel)
                     group.create_dataset(f"{name}/bias:0", data=bias)
 
     atomic_write(path, write)

@@ -36,8 +36,9 @@ def imagenet(*, normalize: str = "standardize") -> dict[str, Any]:
             "normalize": normalize, "stats": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
 
 
-def keras_caffe() -> dict[str, Any]:
-    """keras.applications.vgg16.preprocess_input: RGB -> BGR, subtract the ImageNet mean in 0-255."""
+def caffe() -> dict[str, Any]:
+    """The paper's Caffe preprocessing, which keras.applications.vgg16.preprocess_input repeats
+    ("caffe" mode): RGB -> BGR, 0-255, subtract the mean pixel (B, G, R)."""
     return {"dataset": "imagenet", "channels": 3, "image_size": 224, "scale": [256], "test_scale": 256,
             "normalize": "mean", "stats": {"mean": [103.939, 116.779, 123.68], "std": [1.0, 1.0, 1.0]},
             "channel_order": "BGR", "pixel_scale": 255}

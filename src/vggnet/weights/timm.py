@@ -23,7 +23,7 @@ def from_timm(state: dict[str, torch.Tensor], *, head: str = "fc") -> VGG:
 
 def to_timm(model: VGG) -> dict[str, torch.Tensor]:
     """A state dict that timm's matching ``vggNN[_bn]`` loads."""
-    state = to_torchvision(model)
+    state = to_torchvision(model, "timm")
     c, hidden = model.num_features, model.hidden
     out = {}
     for key, value in state.items():

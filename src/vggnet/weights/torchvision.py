@@ -10,6 +10,7 @@ import torch
 
 from vggnet.errors import WeightsError
 from vggnet.model.vgg import VGG, convert_head
+from vggnet.weights.layout import check_holds
 from vggnet.weights.native import _load_into, load_state_dict
 from vggnet.weights.preprocess import imagenet_metadata
 
@@ -34,13 +35,9 @@ def from_torchvision(state_dict: dict[str, torch.Tensor], *, head: str = "fc") -
     return convert_head(model, head) if head != "fc" else model
 
 
-def to_torchvision(model: VGG) -> dict[str, torch.Tensor]:
+def to_torchvision(model: VGG, fmt: str = "torchvision") -> dict[str, torch.Tensor]:
     """A state dict that torchvision's matching ``vggNN[_bn]`` loads (fc head layout)."""
-    letter = model.config["name"]
-    if letter not in TORCHVISION_CONVS.values():
-        raise WeightsError(f"torchvision has no VGG-{letter}; only A, B, D, E (vgg11/13/16/19)")
-    if model.head == "gap":
-        raise WeightsError("torchvision VGGs have the fc head; this model has 'gap'")
+    check_holds(fmt, model)
     fc_shapes = {0: (model.hidden, -1), 3: (model.hidden, model.hidden), 6: (model.config["num_classes"], -1)}
     out = {}
     for key, value in model.state_dict().items():

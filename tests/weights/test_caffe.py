@@ -1,0 +1,191 @@
+"""Caffe .caffemodel files, written here byte by byte in Caffe's protobuf wire format (no schema
+shared with the reader), in both the V1 ``layers`` field the released VGG files use and the
+new ``layer`` field; the outputs are checked against a forward pass computed from the blobs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vggnet.cli import main
+from vggnet.errors import WeightsError
+from vggnet.weights import preprocess
+from vggnet.weights.formats import load_pretrained
+
+pytest.importorskip("google.protobuf")
+
+MEAN_BGR = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+V1 = {"Data": 5, "Convolution": 4, "ReLU": 18, "Pooling": 17, "InnerProduct": 14, "Dropout": 6, "Softmax": 20}
+
+
+def varint(n: int) -> bytes:
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):  # wire type 0, varint
+        return varint(number << 3) + varint(payload)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload  # wire type 2, length-delimited
+
+
+def blob(array: np.ndarray, *, v1: bool) -> bytes:
+    data = field(5, np.ascontiguousarray(array, "<f4").tobytes())  # packed floats
+    if v1:  # num, channels, height, width: InnerProduct weights 1 x 1 x out x in, biases 1 x 1 x 1 x n
+        dims = (1,) * (4 - array.ndim) + array.shape
+        return b"".join(field(i + 1, d) for i, d in enumerate(dims)) + data
+    return field(7, field(1, b"".join(varint(d) for d in array.shape))) + data
+
+
+def layer(name: str, kind: str, blobs=(), *, v1: bool, bottom="x", top="x") -> bytes:
+    if v1:  # V1LayerParameter: bottom 2, top 3, name 4, type 5 (enum), blobs 6, convolution_param 10
+        body = field(2, bottom.encode()) + field(3, top.encode()) + field(4, name.encode()) + field(5, V1[kind])
+        body += b"".join(field(6, blob(b, v1=True)) for b in blobs)
+        if kind == "Convolution":
+            body += field(10, field(1, len(blobs[1])) + field(3, 1) + field(4, 3))  # num_output, pad, kernel
+        return field(2, body)
+    body = field(1, name.encode()) + field(2, kind.encode()) + field(3, bottom.encode()) + field(4, top.encode())
+    body += b"".join(field(7, blob(b, v1=False)) for b in blobs)
+    if kind == "Convolution":
+        body += field(106, field(1, len(blobs[1])))  # convolution_param.num_output
+    return field(100, body)
+
+
+def caffe_net(blocks, *, width=8, hidden=512, classes=5, seed=0):
+    """{name: (weight, bias)} of a VGG in Caffe's layout (convs out, in, kh, kw; fc out, in)."""
+    rng = np.random.default_rng(seed)
+    net, channels = {}, 3
+    for b, convs in enumerate(blocks, start=1):
+        out = width * min(2 ** (b - 1), 8)
+        for m in range(1, convs + 1):
+            net[f"conv{b}_{m}"] = (rng.normal(0, (2 / (9 * channels)) ** 0.5, (out, channels, 3, 3)),
+                                   rng.normal(0, 0.01, out))
+            channels = out
+    for name, fan_in, fan_out in (("fc6", channels * 49, hidden), ("fc7", hidden, hidden), ("fc8", hidden, classes)):
+        net[name] = (rng.normal(0, (2 / fan_in) ** 0.5, (fan_out, fan_in)), rng.normal(0, 0.01, fan_out))
+    return {k: (w.astype(np.float32), b.astype(np.float32)) for k, (w, b) in net.items()}
+
+
+def write_caffemodel(net, path, *, v1: bool) -> None:
+    """A deploy-style net as the released files are: input, data, conv/relu, pools, fc, dropout, prob."""
+    out = field(1, b"VGG_ILSVRC_test") + field(3, b"data") + b"".join(field(4, d) for d in (10, 3, 224, 224))
+    out += layer("data", "Data", v1=v1) if v1 else b""
+    block = 1
+    for name, pair in net.items():
+        if name.startswith("conv"):
+            if int(name[4]) != block:
+                out += layer(f"pool{block}", "Pooling", v1=v1)
+                block += 1
+            out += layer(name, "Convolution", pair, v1=v1) + layer(f"relu{name[4:]}", "ReLU", v1=v1)
+        else:
+            if name == "fc6":
+                out += layer(f"pool{block}", "Pooling", v1=v1)
+            out += layer(name, "InnerProduct", pair, v1=v1)
+            if name != "fc8":
+                out += layer(f"relu{name[2:]}", "ReLU", v1=v1) + layer(f"drop{name[2:]}", "Dropout", v1=v1)
+    out += layer("prob", "Softmax", v1=v1)
+    path.write_bytes(out)
+
+
+def caffe_forward(net, x_bgr):
+    """The Caffe net's forward pass from its blobs: conv (pad 1) + ReLU, a 2x2 max-pool where a
+    block ends, fc6 on pool5 flattened in (c, h, w) order, fc7, fc8."""
+    x, block = x_bgr, 1
+    for name, (w, b) in net.items():
+        w, b = torch.from_numpy(w), torch.from_numpy(b)
+        if name.startswith("conv"):
+            if int(name[4]) != block:
+                x, block = F.max_pool2d(x, 2), block + 1
+            x = F.relu(F.conv2d(x, w, b, padding=1))
+        else:
+            if name == "fc6":
+                x = F.max_pool2d(x, 2).flatten(1)
+            x = x @ w.T + b
+            x = F.relu(x) if name != "fc8" else x
+    return x
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("v1", [True, False], ids=["V1 layers", "layer"])
+def test_caffemodel_matches_the_caffe_forward_pass(tmp_path, images, v1):
+    net = caffe_net([1, 1, 2, 2, 2])  # config A, reduced width
+    write_caffemodel(net, tmp_path / "vgg.caffemodel", v1=v1)
+    model = load_pretrained(tmp_path / "vgg.caffemodel").eval()
+    assert model.config["name"] == "A" and model.config["num_classes"] == 5
+    pre = model.metadata["preprocessing"]
+    assert pre["channel_order"] == "BGR" and pre["pixel_scale"] == 255
+    assert pre["stats"]["mean"] == [103.939, 116.779, 123.68]
+    expected = caffe_forward(net, images.float().flip(1) - MEAN_BGR)  # Caffe's input: BGR, 0-255, mean pixel
+    with torch.no_grad():
+        got = model(preprocess.prepare(images, pre))
+        folded = model(preprocess.prepare(images, preprocess.canonical(model).metadata["preprocessing"]))
+    assert (got - expected).abs().max() < 1e-3 * expected.abs().max()
+    assert (folded - expected).abs().max() < 1e-3 * expected.abs().max()  # flipped to RGB, 0-1 units
+
+
+def test_full_shape_d_and_its_fc6_reshape(tmp_path):
+    net = caffe_net([2, 2, 3, 3, 3], width=64 // 8, classes=10, seed=1)  # D's layers, width 1/8
+    write_caffemodel(net, tmp_path / "VGG_ILSVRC_16_layers.caffemodel", v1=True)
+    model = load_pretrained(tmp_path / "VGG_ILSVRC_16_layers.caffemodel").eval()
+    assert model.config["name"] == "D" and model.config["width"] == 0.125
+    fc6 = torch.from_numpy(net["fc6"][0])
+    assert fc6.shape == (512, 64 * 7 * 7) and torch.equal(model.classifier[0].weight, fc6)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(3)) * 50
+    with torch.no_grad():
+        got = model(x)
+    expected = caffe_forward(net, x)
+    assert (got - expected).abs().max() < 1e-3 * expected.abs().max()
+
+
+def test_truncated_or_foreign_caffemodel_is_one_clear_error(tmp_path):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2]), tmp_path / "full.caffemodel", v1=True)
+    data = (tmp_path / "full.caffemodel").read_bytes()
+    for cut in (len(data) // 2, len(data) - 100):
+        (tmp_path / "cut.caffemodel").write_bytes(data[:cut])
+        with pytest.raises(WeightsError, match=r"caffe file .*(truncated|no fc)"):
+            load_pretrained(tmp_path / "cut.caffemodel")
+    (tmp_path / "other.caffemodel").write_bytes(layer("conv1", "Convolution", (np.zeros((4, 3, 7, 7)), np.zeros(4)),
+                                                      v1=False))
+    with pytest.raises(WeightsError, match=r"no conv1_1 .*\(found: conv1\)"):
+        load_pretrained(tmp_path / "other.caffemodel")
+
+
+def test_predict_takes_a_caffemodel(tmp_path, capsys):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2], classes=10), tmp_path / "vgg.caffemodel", v1=True)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 260, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "vgg.caffemodel"), str(tmp_path / "a.png"), "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["predictions"][0]["top"]
+    assert len(top) == 5 and abs(sum(t["probability"] for t in top) - 1) < 1e-4
+    assert main(["predict", str(tmp_path / "missing.caffemodel"), str(tmp_path / "a.png")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+
+def test_export_of_caffe_weights_says_the_input_they_expect(tmp_path, capsys):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2]), tmp_path / "vgg.caffemodel", v1=True)
+    assert main(["export", str(tmp_path / "vgg.caffemodel"), "--out", str(tmp_path / "vgg.pth")]) == 0
+    out = capsys.readouterr().out
+    assert "input BGR, 0-255, minus mean [103.939, 116.779, 123.68] (not torchvision's usual" in out
+    assert main(["export", str(tmp_path / "vgg.caffemodel"), "--out", str(tmp_path / "vgg.h5")]) == 0
+    assert "usual" not in capsys.readouterr().out  # Keras' preprocess_input is Caffe's
+
+
+@pytest.mark.slow  # ~10 s on 2 shared cores
+def test_eval_takes_a_caffemodel(tmp_path):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2], classes=10), tmp_path / "vgg.caffemodel", v1=True)
+    assert main(["eval", str(tmp_path / "vgg.caffemodel"), "--data", "synthetic", "--limit", "4", "--protocol",
+                 "centre", "--out", str(tmp_path / "eval.json"), "--json"]) == 0
+    assert "centre" in json.loads((tmp_path / "eval.json").read_text())["protocols"]
