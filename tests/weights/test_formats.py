@@ -107,6 +107,34 @@ def test_round_trip_in_every_format(tmp_path, fmt, name, batch_norm):
     assert "preprocessing" in loaded.metadata or fmt == "vggnet"
 
 
+@pytest.mark.parametrize("fmt,name", [("torchvision", "w.pth"), ("timm", "w.safetensors"), ("keras", "w.h5"),
+                                      ("keras3", "w.weights.h5")])
+def test_foreign_exports_keep_the_preprocessing_so_the_reloaded_model_scores_the_same(tmp_path, fmt, name):
+    """A net trained on Fashion-MNIST (1 channel upscaled, its own stats, its class names) exported
+    to a tensors-only format: the sidecar brings its preprocessing back, and the reloaded model gives
+    the same logits on the same raw images as the original (without it: ImageNet's, and different)."""
+    from vggnet.eval.preprocess import Preprocessing
+    from vggnet.weights.formats import sidecar
+
+    model = build_model("A", num_classes=3, width=0.125, seed=2, head="fc").eval()
+    model.metadata = {"preprocessing": {"dataset": "fashion-mnist", "channels": 3, "image_size": 224, "scale": [256],
+                                        "test_scale": 256, "normalize": "paper",
+                                        "stats": {"mean": [0.29, 0.29, 0.29], "std": [0.35, 0.35, 0.35]}},
+                      "classes": ["shirt", "bag", "boot"]}
+    raw = torch.randint(0, 256, (2, 3, 224, 224), dtype=torch.uint8)
+    path = save_as(model, tmp_path / name, fmt)
+    assert sidecar(path).is_file()
+    loaded = load_pretrained(path).eval()
+    assert loaded.metadata["classes"] == ["shirt", "bag", "boot"]
+    assert loaded.metadata["preprocessing"]["normalize"] == "paper"
+    before = Preprocessing.from_metadata({**model.metadata, "model": model.config})
+    after = Preprocessing.from_metadata(loaded.metadata)
+    with torch.no_grad():
+        assert torch.allclose(model(before.finish(raw)), loaded(after.finish(raw)), atol=1e-4)
+    sidecar(path).unlink()
+    assert load_pretrained(path).metadata["preprocessing"]["normalize"] != "paper"
+
+
 def test_keras_refuses_what_keras_cannot_hold(tmp_path):
     with pytest.raises(WeightsError, match="no batch norm"):
         save_as(build_model("A", width=0.125, batch_norm=True), tmp_path / "bn.h5", "keras")

@@ -9,6 +9,7 @@ was trained on. Nothing is unpickled unsafely: torch files go through ``weights_
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -95,7 +96,44 @@ def _is_keras3(path: Path) -> bool:
         return False
 
 
+SIDECAR = ".vggnet.json"  # beside a foreign-format file: the preprocessing and classes it cannot hold
+CARRIED = ("preprocessing", "classes", "source")
+
+
+def sidecar(path: str | Path) -> Path:
+    return Path(str(path) + SIDECAR)
+
+
+def _write_sidecar(model: VGG, path: str | Path) -> None:
+    """Foreign formats hold tensors only: the preprocessing the weights need (and their class
+    names) go to FILE.vggnet.json, which load_pretrained reads back, so a reloaded model is fed
+    exactly as before the export."""
+    meta = getattr(model, "metadata", None) or {}
+    carried = {k: meta[k] for k in CARRIED if k in meta}
+    if carried:
+        atomic_write(sidecar(path), lambda tmp: Path(tmp).write_text(json.dumps(carried, indent=1)))
+
+
+def _read_sidecar(model: VGG, path: Path) -> VGG:
+    side = sidecar(path)
+    if side.is_file():
+        try:
+            carried = json.loads(side.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeightsError(f"{side} is not readable JSON ({str(exc)[:80]}); delete it to use {path.name}'s "
+                               "default preprocessing") from None
+        if not isinstance(carried, dict):
+            raise WeightsError(f"{side} must hold a JSON object with {', '.join(CARRIED)}")
+        model.metadata = {**(getattr(model, "metadata", None) or {}),
+                          **{k: carried[k] for k in CARRIED if k in carried}}
+    return model
+
+
 def _load_file(path: Path) -> VGG:
+    return _read_sidecar(_read_file(path), path)
+
+
+def _read_file(path: Path) -> VGG:
     name, suffix = path.name.lower(), path.suffix.lower()
     if suffix == ".caffemodel":
         return read_caffe(path)
@@ -146,15 +184,16 @@ def save_as(model: VGG, path: str | Path, fmt: str = "vggnet") -> Path:
     if fmt == "vggnet":
         return save_weights(model, path, **meta)
     if fmt == "keras":
-        return write_keras(model, path)
-    if fmt == "keras3":
-        return write_keras3(model, path)
-    if fmt == "timm":
+        write_keras(model, path)
+    elif fmt == "keras3":
+        write_keras3(model, path)
+    elif fmt == "timm":
         state = to_timm(model)
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     else:
         state = tv.to_torchvision(model)
         atomic_write(path, lambda tmp: torch.save(state, tmp))
+    _write_sidecar(model, path)
     return Path(path)
 
 
