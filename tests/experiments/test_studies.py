@@ -39,7 +39,8 @@ def test_paper_ablations_follow_the_paper_recipe():
         cells = configs("paper_ablations", budget)
         assert len(cells) == 6 * 2 * (5 if budget is None else 4)
         for cell, cfg in cells.values():
-            assert not cfg.model.batch_norm and cfg.model.init == "std0.01" and not cfg.train.nesterov
+            assert not cfg.model.batch_norm and not cfg.train.nesterov
+            assert cfg.model.init == ("std0.01" if budget is None else "glorot")  # small: width 0.125 (see spec)
             assert cfg.data.normalize == "paper" and not cfg.train.amp and cfg.train.momentum == 0.9
             name, scale = cell.key["model.name"], cell.key["scale"]
             if name in ("A", "A-LRN"):
