@@ -220,8 +220,9 @@ def _judge(rows: list[LayerStats], *, logit_std: float, spread: float, loss: flo
         reason = (f"the signal explodes: activations grow {signal_ratio:.3g}x from the first to the last conv, "
                   f"the logits have std {logit_std:.3g} and the initial loss is {loss:.3g} against "
                   f"log(C) = {chance:.3g}; SGD will diverge")
-        fixes = [kaiming + ": the paper's N(0, variance 1e-2) is std 0.1, too large for layers with hundreds "
-                 "of inputs", init_fix, "or lower train.lr and set train.grad_clip=1"]
+        fixes = ["use model.init=std0.01 (the reading of the paper's init that trains, docs/paper.md) or "
+                 "model.init=kaiming: std 0.1 (the paper's '10^-2 variance' read literally) is too large for layers "
+                 "with hundreds of inputs", init_fix, "or lower train.lr and set train.grad_clip=1"]
     elif signal_ratio < VANISH or last.act_std == 0:
         verdict = "will not train"
         reason = (f"the signal vanishes: the last conv's activations are {signal_ratio:.3g} of the first conv's "
