@@ -8,7 +8,7 @@ import torch
 import vggnet
 from vggnet.errors import ConfigError
 
-NAMES = ["A", "A-LRN", "B", "C", "D", "E"]
+NAMES = ["A", "A-LRN", "B", "B-5x5", "C", "D", "E"]
 
 
 @pytest.mark.parametrize("head", ["fc", "conv", "gap"])
@@ -73,7 +73,7 @@ def test_forward_split_and_pre_logits():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"name": "F"}, "valid: A, A-LRN, B, C, D, E"),
+    ({"name": "F"}, "valid: A, A-LRN, B, B-5x5, C, D, E"),
     ({"num_classes": 0}, "num_classes"),
     ({"width": 0}, "width"),
     ({"width": -1.0}, "width"),

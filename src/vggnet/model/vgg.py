@@ -154,8 +154,9 @@ class VGG(nn.Module):
 def build_model(name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False, head: str = "fc",
                 in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
                 init: str | None = "kaiming", seed: int | None = None) -> VGG:
-    """Build a VGG by the paper's letter ("A", "A-LRN", "B", "C", "D", "E") or a torchvision
-    alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see vggnet.model.init)."""
+    """Build a VGG by the paper's letter ("A", "A-LRN", "B", "C", "D", "E"; "B-5x5" of section
+    4.1) or a torchvision alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see
+    vggnet.model.init)."""
     model = VGG(name, num_classes=num_classes, batch_norm=batch_norm, head=head,
                 in_channels=in_channels, width=width, dropout=dropout)
     if init is not None:
