@@ -80,3 +80,17 @@ def test_paper_references_apply_only_where_the_paper_measured_them():
     assert table5_reference("E", "fusion") == (24.4, 7.1)
     assert table5_reference("D", "dense") is None and table5_reference("D", "centre") is None
     assert table5_reference("A", "multi_crop") is None
+
+
+def test_loc_ablations_are_table_8_scr_vs_pcr_and_all_vs_fc_from_one_classifier():
+    for budget in (None, "small"):
+        cells = configs("loc_ablations", budget)
+        assert len(cells) == (1 + 2 * 2) * (5 if budget is None else 3)
+        for cell, cfg in cells.values():
+            assert cfg.data.name == "fashion-mnist-loc" and cfg.model.name == "D"
+            if cell.key["box"] == "cls":
+                assert cfg.model.box_head is None and cfg.loc.classifier is None and not cell.depends
+            else:  # each box net starts from the classifier of its seed
+                cls = f"box=cls,finetune=all/seed{cfg.seed}"
+                assert cfg.model.box_head == cell.key["box"] and cfg.loc.finetune == cell.key["finetune"]
+                assert cell.depends == [cls] and cfg.loc.classifier == f"/sweep/cells/{cls}/model.safetensors"

@@ -28,6 +28,7 @@ class Split:
     labels: torch.Tensor  # int64 [N]
     images: torch.Tensor | None = None  # uint8 [N, C, H, W] for in-memory sets
     paths: list[Path] | None = None  # for file-based sets (imagefolder, caltech256)
+    boxes: torch.Tensor | None = None  # float [N, 4] (x1, y1, x2, y2) px: localisation sets (one box each)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,6 +40,7 @@ class Split:
             labels=self.labels[index],
             images=None if self.images is None else self.images[index],
             paths=None if self.paths is None else [self.paths[i] for i in index.tolist()],
+            boxes=None if self.boxes is None else self.boxes[index],
         )
 
 
@@ -93,8 +95,7 @@ def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Seeded, class-stratified (train, val) split: round(fraction * n_c) of each class to val."""
     n = len(split)
     if fraction <= 0 or n == 0:
-        return split, Split(labels=split.labels[:0], images=None if split.images is None else split.images[:0],
-                            paths=None if split.paths is None else [])
+        return split, split.take(torch.zeros(0, dtype=torch.long))
     perm = torch.randperm(n, generator=_generator("val", seed))
     order = perm[torch.sort(split.labels[perm], stable=True).indices]
     labels = split.labels[order]

@@ -411,6 +411,10 @@ def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None 
     """Train ``cfg`` into ``out_dir`` (default runs/<name>). A directory that holds a checkpoint
     is resumed exactly where it stopped; ``resume=True`` insists on one (an error if none)."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    if cfg.model.box_head is not None:  # a localisation net (Appendix A): its own loop
+        from vggnet.train.localisation import fit_localisation
+
+        return fit_localisation(cfg, out)
     has_checkpoint = (out / "checkpoints" / "last.pt").is_file()
     if resume and not has_checkpoint:
         raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
