@@ -26,8 +26,10 @@ IOU_CORRECT = 0.5  # ILSVRC: IoU above 0.5 with a ground-truth box
 
 
 def to_corners(centre: torch.Tensor, width: float, height: float) -> torch.Tensor:
-    """(cx, cy, w, h) as fractions of the image -> (x1, y1, x2, y2) in pixels; [..., 4]."""
+    """(cx, cy, w, h) as fractions of the image -> (x1, y1, x2, y2) in pixels; [..., 4]. A
+    negative width or height (an untrained net) counts as 0."""
     cx, cy, w, h = centre.unbind(-1)
+    w, h = w.clamp(min=0), h.clamp(min=0)
     return torch.stack([(cx - w / 2) * width, (cy - h / 2) * height,
                         (cx + w / 2) * width, (cy + h / 2) * height], -1)
 
@@ -148,7 +150,8 @@ def box_candidates(model, images: torch.Tensor, *, scales: list[int] | None = No
 def localise(candidates: torch.Tensor, classes: torch.Tensor, scores: torch.Tensor, width: float, height: float,
              *, iou: float = 0.5) -> torch.Tensor:
     """One box per (image, class): candidates [N, V, k, 4] (k = 1: SCR, shared by all classes),
-    classes [N, c] to localise, their scores [N, c] rating the merged boxes; -> [N, c, 4] corners."""
+    classes [N, c] to localise, their scores [N, c] rating the merged boxes; -> [N, c, 4] corners,
+    clipped to the image."""
     n, c = classes.shape
     out = torch.empty(n, c, 4)
     for i in range(n):
@@ -157,4 +160,4 @@ def localise(candidates: torch.Tensor, classes: torch.Tensor, scores: torch.Tens
             boxes = to_corners(candidates[i, :, column].cpu(), width, height)
             merged, _ = greedy_merge(boxes, scores[i, j].cpu().expand(len(boxes)), iou=iou)
             out[i, j] = merged[0]
-    return out
+    return torch.minimum(out.clamp(min=0), torch.tensor([width, height, width, height], dtype=out.dtype))

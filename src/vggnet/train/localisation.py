@@ -58,7 +58,7 @@ def _view(image: torch.Tensor, box: torch.Tensor, cfg: RunConfig, train: bool,
         s = d.scale[0] if not train or len(d.scale) == 1 else int(torch.randint(d.scale[0], d.scale[1] + 1, (1,),
                                                                                   generator=g))
         r = s / min(image.shape[-2:])
-        image, box = augment.rescale(image, s), box * r
+        image, box = augment.rescale(image[None], s)[0], box * r
     h, w = image.shape[-2:]
     if min(h, w) < size:
         raise DataError(f"an image of {h}x{w} is smaller than data.image_size={size}; set data.scale")
@@ -199,7 +199,7 @@ def evaluate_localisation(model: VGG, ds: sources.Dataset, cfg: RunConfig, stats
         image = augment.convert_channels(_image(ds.test, i), channels)
         if cfg.data.scale:
             r = cfg.data.scale[0] / min(image.shape[-2:])
-            image, gt_boxes[n] = augment.rescale(image, cfg.data.scale[0]), gt_boxes[n] * r
+            image, gt_boxes[n] = augment.rescale(image[None], cfg.data.scale[0])[0], gt_boxes[n] * r
         h, w = image.shape[-2:]
         x = augment.normalize(image[None], stats, cfg.data.normalize)
         candidates = L.box_candidates(model, x, scales=cfg.eval.scales)
