@@ -33,6 +33,22 @@ def test_box_net_starts_from_every_layer_of_the_classifier_but_the_last(tmp_path
         init_from_classifier(vggnet.build_model("D", num_classes=5, head="fc", width=0.0625, box_head="scr"), other)
 
 
+def test_paper_loc_config_is_d_with_a_4000_d_per_class_box_layer(tmp_path):
+    from pathlib import Path
+
+    cfg = config.load(Path(__file__).resolve().parents[2] / "configs/paper/D-loc.yaml")
+    assert (cfg.model.name, cfg.model.box_head, cfg.loc.finetune, cfg.data.scale) == ("D", "pcr", "all", [256])
+    with torch.device("meta"):
+        pcr = vggnet.build_model("D", box_head="pcr", head=cfg.model.head, init=None)
+        scr = vggnet.build_model("D", box_head="scr", head=cfg.model.head, init=None)
+    assert pcr.classifier[6].out_channels == 4000 and scr.classifier[6].out_channels == 4  # Appendix A
+    # the fc-head classification D (configs/paper/D.yaml) initialises this conv-head box net
+    small = dict(num_classes=5, width=0.0625)
+    path = save_weights(vggnet.build_model("D", head="fc", **small), tmp_path / "d.safetensors")
+    box = init_from_classifier(vggnet.build_model("D", head="conv", box_head="pcr", **small), path)
+    assert box.classifier[0].weight.shape[-2:] == (7, 7)
+
+
 def test_a_training_view_moves_clips_and_mirrors_the_box():
     cfg = config.load(None, ["data.image_size=32", "data.scale=[48]"])
     image = torch.zeros(1, 64, 64, dtype=torch.uint8)

@@ -38,6 +38,7 @@ class Annotation:
     height: int
     names: list[str] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    difficult: list[bool] = field(default_factory=list)  # VOC's flag: ignored when scoring
 
 
 def read_annotation(path: str | Path, skipped: Counter | None = None) -> Annotation | None:
@@ -67,6 +68,7 @@ def read_annotation(path: str | Path, skipped: Counter | None = None) -> Annotat
         else:
             ann.names.append((obj.findtext("name") or "").strip())
             ann.boxes.append((x1, y1, x2, y2))
+            ann.difficult.append((obj.findtext("difficult") or "0").strip() == "1")
     if not ann.boxes:
         skipped["xml without a box"] += 1
         return None
@@ -151,3 +153,25 @@ def _voc(cfg: DataConfig, seed: int) -> Dataset:
 
     test = pairs("test") or pairs("val")
     return _dataset("voc-loc", {"train": pairs("train"), "val": pairs("val") if pairs("test") else [], "test": test})
+
+
+def voc_image_labels(root: str | Path, split: str, classes: list[str] | None = None,
+                     ) -> tuple[list[Path], torch.Tensor, list[str], Counter]:
+    """VOC's classification task from its XML: per image of ImageSets/Main/<split>.txt, 1 for a
+    class present, -1 absent, 0 present only as "difficult" (ignored, as the VOC devkit does).
+    -> (image paths, labels int8 [N, C], classes, what was skipped)."""
+    root, skipped = Path(root), Counter()
+    listed = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not listed.is_file():
+        raise DataError(f"{listed} not found; expected VOC's layout (Annotations/, JPEGImages/, ImageSets/Main/)")
+    pairs = [(root / "Annotations" / f"{i}.xml", root / "JPEGImages" / i) for i in listed.read_text().split()]
+    items = read_split(pairs, skipped)
+    classes = classes or sorted({n for _, ann in items for n in ann.names})
+    index = {c: k for k, c in enumerate(classes)}
+    labels = -torch.ones(len(items), len(classes), dtype=torch.int8)
+    for row, (_, ann) in enumerate(items):
+        for name, hard in zip(ann.names, ann.difficult):
+            if name in index:
+                k = index[name]
+                labels[row, k] = max(int(labels[row, k]), 0 if hard else 1)
+    return [image for image, _ in items], labels, classes, skipped

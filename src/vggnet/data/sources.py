@@ -287,6 +287,29 @@ def _imagefolder(cfg: DataConfig, seed: int) -> Dataset:
     return Dataset("imagefolder", classes, 3, train, val, test, in_memory=False)
 
 
+@register("caltech101")
+def _caltech101(cfg: DataConfig, seed: int) -> Dataset:
+    """101_ObjectCategories/<class>/image_NNNN.jpg (102 folders with BACKGROUND_Google), split as
+    caltech256: cfg.train_per_class random images per class train, the rest test."""
+    root = _folder_root("caltech101", cfg, "101_ObjectCategories/<class>/image_0001.jpg",
+                        lambda p: (p / "101_ObjectCategories").is_dir())
+    folder = root / "101_ObjectCategories" if (root / "101_ObjectCategories").is_dir() else root
+    classes, paths, labels = formats.scan_class_folders(folder)
+    if not paths:
+        raise DataError(f"{folder} has no class folders; expected 101_ObjectCategories/<class>/<image>")
+    labels_t = torch.tensor(labels, dtype=torch.int64)
+    train_idx, test_idx = [], []
+    for label in range(len(classes)):
+        idx = (labels_t == label).nonzero()[:, 0]
+        order = idx[torch.randperm(len(idx), generator=_generator("caltech101", seed, label))]
+        train_idx.append(order[:cfg.train_per_class])
+        test_idx.append(order[cfg.train_per_class:])
+    whole = Split(labels_t, paths=paths)
+    train, test = whole.take(torch.cat(train_idx)), whole.take(torch.cat(test_idx))
+    return Dataset("caltech101", classes, 3, train, train.take(torch.zeros(0, dtype=torch.long)), test,
+                   in_memory=False)
+
+
 @register("caltech256")
 def _caltech256(cfg: DataConfig, seed: int) -> Dataset:
     """The paper's protocol: cfg.train_per_class random images per class (seeded) train, the rest test."""

@@ -40,7 +40,8 @@ def init_from_classifier(model: VGG, path: str | Path) -> VGG:
     state = load_state_dict(path)
     last = f"classifier.{len(model.classifier) - 1}."
     own = model.state_dict()
-    keep = {k: v for k, v in state.items() if not k.startswith(last)}
+    keep = {k: v.reshape(own[k].shape) if k in own and v.numel() == own[k].numel() else v  # fc <-> conv head
+            for k, v in state.items() if not k.startswith(last)}
     bad = [k for k, v in keep.items() if k not in own or own[k].shape != v.shape]
     if bad or len(keep) != len([k for k in own if not k.startswith(last)]):
         raise ConfigError(f"loc.classifier {path} is not this net's classification form ({(bad or ['layers'])[0]} "
