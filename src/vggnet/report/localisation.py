@@ -18,7 +18,7 @@ def box_grid(samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], col
     tiles = []
     for image, gt, pred in samples:
         rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
-        scale = max(1, 96 // side)  # small canvases are enlarged so the boxes stay visible
+        scale = max(1, 128 // side)  # small canvases are enlarged so the boxes stay visible
         if scale > 1:
             rgb = rgb.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
         tile = draw_bounding_boxes(rgb.contiguous(), gt.reshape(-1, 4) * scale, colors="lime", width=2)
