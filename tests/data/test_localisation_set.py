@@ -16,11 +16,14 @@ def items(n=12):
     return x, torch.arange(n) % 10
 
 
-def test_tight_boxes_are_the_ink_extent():
-    x, _ = items(2)
+def test_tight_boxes_are_the_ink_extent_and_blank_items_are_skipped(capsys):
+    x, y = items(3)
     x[1] = 0
     x[1, 0, 0, 27] = 200
-    assert tight_boxes(x).tolist() == [[8.0, 4.0, 24.0, 20.0], [27.0, 0.0, 28.0, 1.0]]
+    assert tight_boxes(x[:2]).tolist() == [[8.0, 4.0, 24.0, 20.0], [27.0, 0.0, 28.0, 1.0]]
+    x[2] = 10  # below the ink threshold everywhere: no box
+    split = derive(x, y, canvas=64, seed=0)
+    assert split.labels.tolist() == [0, 1] and "skipped 1 items without ink" in capsys.readouterr().out
 
 
 def test_derived_boxes_enclose_the_item_and_nothing_bright_lies_outside():

@@ -31,22 +31,26 @@ INK = 16  # a pixel above this (of 255) belongs to the item's tight box
 
 
 def tight_boxes(items: torch.Tensor) -> torch.Tensor:
-    """Tight (x1, y1, x2, y2) of each item's pixels above INK: uint8 [N, 1, H, W] -> [N, 4]."""
+    """Tight (x1, y1, x2, y2) of each item's pixels above INK: uint8 [N, 1, H, W] -> [N, 4]
+    (an item without ink gets an empty box at 0; `derive` skips such items)."""
     ink = items[:, 0] > INK
     rows, cols = ink.any(2), ink.any(1)
-    if not bool(rows.any(1).all()):
-        raise ConfigError("an item has no pixel above the ink threshold; it has no box")
     idx_r = torch.arange(rows.shape[1]).expand_as(rows)
     idx_c = torch.arange(cols.shape[1]).expand_as(cols)
     y1 = torch.where(rows, idx_r, rows.shape[1]).min(1).values
     y2 = torch.where(rows, idx_r, -1).max(1).values + 1
     x1 = torch.where(cols, idx_c, cols.shape[1]).min(1).values
     x2 = torch.where(cols, idx_c, -1).max(1).values + 1
-    return torch.stack([x1, y1, x2, y2], 1).float()
+    return torch.stack([x1, y1, x2, y2], 1).float().clamp(min=0)
 
 
 def derive(items: torch.Tensor, labels: torch.Tensor, *, canvas: int, seed: int) -> Split:
-    """Place ``items`` (uint8 [N, 1, h, w]) on clutter: a Split with images, labels and boxes."""
+    """Place ``items`` (uint8 [N, 1, h, w]) on clutter: a Split with images, labels and boxes.
+    Items without a pixel above INK have no box: skipped, and counted on stdout."""
+    blank = ~(items[:, 0] > INK).flatten(1).any(1)
+    if blank.any():
+        print(f"fashion-mnist-loc: skipped {int(blank.sum())} items without ink (no box)")
+        items, labels = items[~blank], labels[~blank]
     n, _, h, w = items.shape
     if canvas < 2 * max(h, w) * SCALE[0]:
         raise ConfigError(f"fashion-mnist-loc needs data.image_size >= {int(2 * max(h, w) * SCALE[0])}, got {canvas}")

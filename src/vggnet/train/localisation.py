@@ -11,7 +11,7 @@ Per step: the image rescaled to S (``data.scale``; none: as stored), a random cr
 the localisation error with the ground-truth class on the val split (what picks the best
 weights). Test: eval.localisation's protocols and the two trivial baselines; eval.json and a
 grid of test images with their boxes (boxes.png) for the report. A run restarts from
-scratch (no mid-run checkpoint: these runs are short).
+scratch (no mid-run checkpoint: these runs are short) on one device (no DDP).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from vggnet.eval import localisation as L
 from vggnet.eval.protocols import write_eval
 from vggnet.model.vgg import VGG
 from vggnet.report.localisation import box_grid
+from vggnet.train.distributed import resolve_device
 from vggnet.train.runtime import make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 from vggnet.weights.native import load_state_dict, load_weights, save_weights
@@ -100,12 +101,16 @@ def _val_error(model: VGG, split: sources.Split, cfg: RunConfig, stats: augment.
     for start in range(0, len(split), cfg.eval.batch_size):
         idx = list(range(start, min(len(split), start + cfg.eval.batch_size)))
         x, target, labels = _batch(split, idx, cfg, False, g, stats, channels)
-        pred = L.to_corners(model.boxes(model(x), labels), size, size)
+        pred = L.to_corners(model.boxes(model(x.to(_device(model))), labels).float().cpu(), size, size)
         gt = L.to_corners(target, size, size)
         wrong += sum(not bool(L.correct(labels[i:i + 1], pred[i:i + 1], labels[i:i + 1], gt[i:i + 1]).any())
                      for i in range(len(idx)))
     model.train()
     return wrong / max(1, len(split))
+
+
+def _device(model: VGG) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _freeze(model: VGG, finetune: str) -> list[torch.nn.Parameter]:
@@ -129,6 +134,8 @@ def fit_localisation(cfg: RunConfig, out: Path):  # noqa: ANN201 - trainer.RunRe
     model = make_model(cfg, len(ds.classes), channels)
     if cfg.loc.classifier:
         init_from_classifier(model, cfg.loc.classifier)
+    device = resolve_device(cfg.device)
+    model.to(device)
     params = _freeze(model, cfg.loc.finetune)
     t = cfg.train
     opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
@@ -151,7 +158,7 @@ def fit_localisation(cfg: RunConfig, out: Path):  # noqa: ANN201 - trainer.RunRe
                 group["lr"] = lr_at(step, total, steps_per_epoch, t, plateau)
             x, target, labels = _batch(ds.train, order[b * t.batch_size:(b + 1) * t.batch_size], cfg, True, g,
                                        stats, channels)
-            loss = euclidean_loss(model.boxes(model(x), labels), target)
+            loss = euclidean_loss(model.boxes(model(x.to(device)), labels), target.to(device))
             if not torch.isfinite(loss):
                 raise ConfigError(f"the Euclidean loss is {float(loss)} at step {step}; lower train.lr")
             opt.zero_grad(set_to_none=True)
@@ -174,7 +181,7 @@ def fit_localisation(cfg: RunConfig, out: Path):  # noqa: ANN201 - trainer.RunRe
             save_weights(model, out / "model.safetensors", **meta)
         if step >= total:
             break
-    best_model = load_weights(out / "model.safetensors")
+    best_model = load_weights(out / "model.safetensors").to(device)
     result = evaluate_localisation(best_model, ds, cfg, stats, channels, out)
     write_eval(result, out / "eval.json")
     render_report(out)
@@ -189,7 +196,8 @@ def evaluate_localisation(model: VGG, ds: sources.Dataset, cfg: RunConfig, stats
     (ground-truth class). Each image is tested whole, rescaled to S when data.scale is set, at
     the scales Q of eval.scales (default: as it is) and mirrored."""
     model.eval()
-    classifier = load_weights(cfg.loc.classifier).eval() if cfg.loc.classifier else None
+    device = _device(model)
+    classifier = load_weights(cfg.loc.classifier).to(device).eval() if cfg.loc.classifier else None
     gt_classes, gt_boxes, firsts = L.ground_truth(ds.test)
     keep = cfg.eval.limit or len(firsts)
     gt_classes, gt_boxes, firsts = gt_classes[:keep], gt_boxes[:keep], firsts[:keep]
@@ -202,8 +210,8 @@ def evaluate_localisation(model: VGG, ds: sources.Dataset, cfg: RunConfig, stats
             r = cfg.data.scale[0] / min(image.shape[-2:])
             image, gt_boxes[n] = augment.rescale(image[None], cfg.data.scale[0])[0], gt_boxes[n] * r
         h, w = image.shape[-2:]
-        x = augment.normalize(image[None], stats, cfg.data.normalize)
-        candidates = L.box_candidates(model, x, scales=cfg.eval.scales)
+        x = augment.normalize(image[None], stats, cfg.data.normalize).to(device)
+        candidates = L.box_candidates(model, x, scales=cfg.eval.scales).cpu()
         truth = gt_classes[n][:1]
         box = L.localise(candidates, truth[None], torch.ones(1, 1), w, h, iou=cfg.loc.merge_iou)[0]
         centre = L.centre_boxes(torch.tensor([[0.0, 0.0, rel_w * w, rel_h * h]]), w, h, 1)
@@ -211,7 +219,7 @@ def evaluate_localisation(model: VGG, ds: sources.Dataset, cfg: RunConfig, stats
             preds[name][0].append(truth)
             preds[name][1].append(guess)
         if classifier is not None:
-            probs = torch.softmax(classifier(x), 1)
+            probs = torch.softmax(classifier(x), 1).float().cpu()
             scores, top = probs.topk(min(5, probs.shape[1]), 1)
             preds["classifier"][0].append(top[0])
             preds["classifier"][1].append(L.localise(candidates, top, scores, w, h, iou=cfg.loc.merge_iou)[0])
