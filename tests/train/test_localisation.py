@@ -75,7 +75,7 @@ def test_cli_unknown_box_head_is_one_line_exit_2(capsys):
 
 
 @pytest.mark.slow
-def test_fit_localisation_end_to_end(tmp_path, one_thread):
+def test_fit_localisation_end_to_end(tmp_path, one_thread, capsys):
     pytest.importorskip("torchvision")
     from vggnet.train.trainer import fit
 
@@ -83,9 +83,12 @@ def test_fit_localisation_end_to_end(tmp_path, one_thread):
               "model.name=A", "model.width=0.0625", "model.head=fc", "train.batch_size=16", "train.epochs=1",
               "train.progress=false", "train.health_every=0", "train.amp=false", "eval.protocols=[centre]"]
     cls = fit(config.load(None, common), tmp_path / "cls")
-    cfg = config.load(None, [*common, "model.box_head=pcr", "loc.finetune=fc", "train.lr=0.01",
-                             f"loc.classifier={tmp_path / 'cls' / 'model.safetensors'}", "eval.scales=[40,48]"])
-    run = fit(cfg, tmp_path / "loc")
+    from vggnet.cli import main
+
+    loc = [*common, "model.box_head=pcr", "loc.finetune=fc", "train.lr=0.01",
+           f"loc.classifier={tmp_path / 'cls' / 'model.safetensors'}", "eval.scales=[40,48]"]
+    assert main(["train", *[a for kv in loc for a in ("--set", kv)], "--out", str(tmp_path / "loc")]) == 0
+    assert "test localisation error (24 images, IoU > 0.5): gt_class" in capsys.readouterr().out
     evaluation = json.loads((tmp_path / "loc" / "eval.json").read_text())
     assert set(evaluation["protocols"]) == {"gt_class", "classifier", "whole_image", "centre_box"}
     assert evaluation["protocols"]["gt_class"]["n"] == 24 and cls.test
@@ -94,4 +97,5 @@ def test_fit_localisation_end_to_end(tmp_path, one_thread):
     trained = vggnet.load_weights(tmp_path / "loc" / "model.safetensors")
     first = vggnet.load_weights(tmp_path / "cls" / "model.safetensors")
     assert torch.equal(trained.features[0].weight, first.features[0].weight)  # fc only: the convs stayed
-    assert run.metrics and "val_top1" in run.metrics[0]
+    metrics = (tmp_path / "loc" / "metrics.jsonl").read_text().splitlines()
+    assert metrics and "val_top1" in json.loads(metrics[0])

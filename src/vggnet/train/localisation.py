@@ -25,7 +25,7 @@ import torch
 from vggnet.config import RunConfig, dump
 from vggnet.data import augment, sources
 from vggnet.data.formats import load_image
-from vggnet.errors import ConfigError, DataError
+from vggnet.errors import ConfigError, DataError, TrainingError
 from vggnet.eval import localisation as L
 from vggnet.eval.protocols import write_eval
 from vggnet.model.vgg import VGG
@@ -160,7 +160,7 @@ def fit_localisation(cfg: RunConfig, out: Path):  # noqa: ANN201 - trainer.RunRe
                                        stats, channels)
             loss = euclidean_loss(model.boxes(model(x.to(device)), labels), target.to(device))
             if not torch.isfinite(loss):
-                raise ConfigError(f"the Euclidean loss is {float(loss)} at step {step}; lower train.lr")
+                raise TrainingError(f"the Euclidean loss is {float(loss)} at step {step}; lower train.lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
