@@ -50,7 +50,8 @@ def test_bad_boxes_and_files_are_skipped_and_counted(tmp_path):
     skipped = Counter()
     outside = tmp_path / "outside.xml"
     outside.write_text(ILSVRC.format(wnid="n", name="o", w=50, h=50,
-                                     objects=objects(("n", (1, 1, 51, 20)), ("n", (5, 5, 20, 20)), ("n", (10, 9, 9, 30)))))
+                                     objects=objects(("n", (1, 1, 51, 20)), ("n", (5, 5, 20, 20)),
+                                                     ("n", (10, 9, 9, 30)))))
     ann = read_annotation(outside, skipped)
     assert ann.boxes == [(4.0, 4.0, 20.0, 20.0)]
     empty = tmp_path / "empty.xml"

@@ -145,4 +145,5 @@ def test_caltech101_layout_with_its_background_class(tmp_path):
             _write(tmp_path / "101_ObjectCategories" / cls / f"image_{i + 1:04d}.jpg", "red", seed=i)
     ds = sources.get(DataConfig(name="caltech101", dir=str(tmp_path), train_per_class=3, download=False), seed=0)
     assert ds.classes == ["BACKGROUND_Google", "accordion", "airplanes"]
-    assert torch.bincount(ds.train.labels).tolist() == [3, 3, 3] and torch.bincount(ds.test.labels).tolist() == [3, 2, 5]
+    assert torch.bincount(ds.train.labels).tolist() == [3, 3, 3]
+    assert torch.bincount(ds.test.labels).tolist() == [3, 2, 5]

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         feats, labels = _describe(args, lambda: loaders.iter_raw(ds, split, args.batch_size), ds.train, cfg.seed)
         arrays[f"{split}.features"], arrays[f"{split}.labels"] = feats, labels
         print(f"{split}: {feats.shape[0]} images -> {feats.shape[1]}-D descriptors")
-    meta = {"weights": str(args.weights[0]) if len(args.weights) == 1 else list(args.weights), "dataset": cfg.data.name, "layer": args.layer, "scales": args.scales,
+    weights = str(args.weights[0]) if len(args.weights) == 1 else list(args.weights)
+    meta = {"weights": weights, "dataset": cfg.data.name, "layer": args.layer, "scales": args.scales,
             "flip": not args.no_flip, "classes": ds.classes}
     result = None
     if args.linear_probe:
@@ -115,7 +116,8 @@ def run_protocol(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.protocol == "voc":
         if not cfg.data.dir:
-            raise ConfigError("--protocol voc needs --data-dir: a VOC root (Annotations/, JPEGImages/, ImageSets/Main/)")
+            raise ConfigError("--protocol voc needs --data-dir: a VOC root "
+                              "(Annotations/, JPEGImages/, ImageSets/Main/)")
         root = Path(cfg.data.dir).expanduser()
         listed = {p.stem for p in (root / "ImageSets" / "Main").glob("*.txt")}
         train_name = "trainval" if "trainval" in listed else "train"

@@ -136,7 +136,8 @@ def _ilsvrc(cfg: DataConfig, seed: int) -> Dataset:
     ann, data = root / "Annotations" / "CLS-LOC", root / "Data" / "CLS-LOC"
 
     def pairs(split: str) -> list[tuple[Path, Path]]:
-        return [(x, data / split / x.relative_to(ann / split).with_suffix("")) for x in sorted((ann / split).rglob("*.xml"))]
+        xmls = sorted((ann / split).rglob("*.xml"))
+        return [(x, data / split / x.relative_to(ann / split).with_suffix("")) for x in xmls]
 
     return _dataset("ilsvrc-loc", {"train": pairs("train"), "test": pairs("val")})
 
