@@ -94,3 +94,9 @@ def test_loc_ablations_are_table_8_scr_vs_pcr_and_all_vs_fc_from_one_classifier(
                 cls = f"box=cls,finetune=all/seed{cfg.seed}"
                 assert cfg.model.box_head == cell.key["box"] and cfg.loc.finetune == cell.key["finetune"]
                 assert cell.depends == [cls] and cfg.loc.classifier == f"/sweep/cells/{cls}/model.safetensors"
+
+    from vggnet import config
+
+    ref = config.load(STUDIES.parent / "fashion-mnist" / "loc-classifier.yaml")  # benchmarks/localisation.py's
+    small = [cfg for cell, cfg in configs("loc_ablations", "small").values() if cell.key["box"] == "cls"]
+    assert all((cfg.model, cfg.data, cfg.train) == (ref.model, ref.data, ref.train) for cfg in small)
