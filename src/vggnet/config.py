@@ -47,6 +47,7 @@ class ModelConfig:
     width: float = 0.5  # channel multiplier; half width: the best accuracy per CPU-minute on Fashion-MNIST
     dropout: float = 0.5  # paper: 0.5 after FC1 and FC2
     pre_initialise: str | None = None  # weights file of a trained A (paper 3.1)
+    box_head: str | None = None  # "scr" | "pcr": a localisation net (Appendix A); None = classification
 
 
 @dataclass
@@ -67,8 +68,8 @@ class DataConfig:
     train_per_class: int = 30  # caltech256: training images per class (paper protocol: 30 or 60)
     clutter: bool = False  # caltech256: keep the 257th "clutter" class
     num_classes: int = 10  # synthetic only
-    num_train: int = 512  # synthetic only
-    num_test: int = 128  # synthetic only
+    num_train: int = 512  # synthetic and fashion-mnist-loc: training images
+    num_test: int = 128  # synthetic and fashion-mnist-loc: test images
 
 
 @dataclass
@@ -109,11 +110,22 @@ class EvalConfig:
 
 
 @dataclass
+class LocConfig:
+    """Localisation (Appendix A); used when model.box_head is set."""
+
+    classifier: str | None = None  # weights of the classification net: initialises the box net, ranks its boxes
+    finetune: str = "all"  # "all" layers (paper) | "fc" layers only (Table 8's other row)
+    merge_iou: float = 0.5  # greedy merge (OverFeat): boxes overlapping more than this are averaged
+    samples: int = 16  # test images drawn with their boxes in the report
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    loc: LocConfig = field(default_factory=LocConfig)
     seed: int = 0
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     deterministic: bool = False  # bit-exact reruns on CPU (slower kernels on GPU)
@@ -200,9 +212,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         "train.optimizer": (cfg.train.optimizer, ("sgd", "adam")),
         "train.schedule": (cfg.train.schedule, ("plateau", "step", "cosine", "onecycle", "constant")),
         "train.on_nonfinite": (cfg.train.on_nonfinite, ("rollback", "stop")),
+        "loc.finetune": (cfg.loc.finetune, ("all", "fc")),
     }
     if cfg.model.init in RETIRED_INITS:
         raise ConfigError(f"model.{RETIRED_INITS[cfg.model.init]}")
+    if cfg.model.box_head is not None:
+        choices["model.box_head"] = (cfg.model.box_head, ("scr", "pcr"))
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")

@@ -37,19 +37,30 @@ def test_seed001_grid_is_the_seed_notes():
 def test_paper_ablations_follow_the_paper_recipe():
     for budget in (None, "small"):
         cells = configs("paper_ablations", budget)
-        assert len(cells) == 6 * 2 * (5 if budget is None else 4)
+        assert len(cells) == 7 * 2 * (5 if budget is None else 4)  # Table 3's six and B-5x5 (4.1)
         for cell, cfg in cells.values():
             assert not cfg.model.batch_norm and not cfg.train.nesterov
             assert cfg.model.init == ("std0.01" if budget is None else "glorot")  # small: width 0.125 (see spec)
             assert cfg.data.normalize == "paper" and not cfg.train.amp and cfg.train.momentum == 0.9
             name, scale = cell.key["model.name"], cell.key["scale"]
-            if name in ("A", "A-LRN"):
+            if name in ("A", "A-LRN", "B-5x5"):  # random init (B-5x5's 5x5 convs have no 3x3 in A)
                 assert cfg.model.pre_initialise is None and not cell.depends
             else:  # deeper nets start from the A of the same scale and seed
                 a = f"name=A,scale={scale}/seed{cfg.seed}"
                 assert cell.depends == [a] and cfg.model.pre_initialise == f"/sweep/cells/{a}/model.safetensors"
             assert cfg.data.scale == ([32] if scale == "fixed" else [32, 48])
             assert set(cfg.eval.protocols) == {"centre", "dense", "multi_scale", "multi_crop", "fusion"}
+
+
+def test_paper_ablations_compare_b_with_the_shallow_5x5_net_cell_for_cell():
+    cells = configs("paper_ablations", "small")
+    b = {(c.key["scale"], cfg.seed): cfg for c, cfg in cells.values() if cfg.model.name == "B"}
+    shallow = {(c.key["scale"], cfg.seed): cfg for c, cfg in cells.values() if cfg.model.name == "B-5x5"}
+    assert shallow.keys() == b.keys() and len(b) == 2 * 4
+    for key, cfg in shallow.items():  # the same recipe and data; only the net (and its init) differ
+        other = b[key]
+        assert (cfg.data, cfg.train, cfg.eval) == (other.data, other.train, other.eval)
+        assert cfg.model.width == other.model.width and cfg.model.init == other.model.init
 
 
 def test_init_study_compares_the_five_inits_without_bn():
@@ -71,3 +82,23 @@ def test_paper_references_apply_only_where_the_paper_measured_them():
     assert table5_reference("E", "fusion") == (24.4, 7.1)
     assert table5_reference("D", "dense") is None and table5_reference("D", "centre") is None
     assert table5_reference("A", "multi_crop") is None
+
+
+def test_loc_ablations_are_table_8_scr_vs_pcr_and_all_vs_fc_from_one_classifier():
+    for budget in (None, "small"):
+        cells = configs("loc_ablations", budget)
+        assert len(cells) == (1 + 2 * 2) * (5 if budget is None else 3)
+        for cell, cfg in cells.values():
+            assert cfg.data.name == "fashion-mnist-loc" and cfg.model.name == "D"
+            if cell.key["box"] == "cls":
+                assert cfg.model.box_head is None and cfg.loc.classifier is None and not cell.depends
+            else:  # each box net starts from the classifier of its seed
+                cls = f"box=cls,finetune=all/seed{cfg.seed}"
+                assert cfg.model.box_head == cell.key["box"] and cfg.loc.finetune == cell.key["finetune"]
+                assert cell.depends == [cls] and cfg.loc.classifier == f"/sweep/cells/{cls}/model.safetensors"
+
+    from vggnet import config
+
+    ref = config.load(STUDIES.parent / "fashion-mnist" / "loc-classifier.yaml")  # benchmarks/localisation.py's
+    small = [cfg for cell, cfg in configs("loc_ablations", "small").values() if cell.key["box"] == "cls"]
+    assert all((cfg.model, cfg.data, cfg.train) == (ref.model, ref.data, ref.train) for cfg in small)

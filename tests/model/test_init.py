@@ -70,3 +70,10 @@ def test_pre_initialise_refuses_mismatched_shapes():
     d = vggnet.build_model("D", num_classes=10, width=0.25)
     with pytest.raises(WeightsError, match="cannot pre-initialise D from A"):
         vggnet.pre_initialise(d, a)
+
+
+def test_pre_initialise_refuses_a_net_without_as_first_convs():
+    a = vggnet.build_model("A", num_classes=10, width=0.125)
+    shallow = vggnet.build_model("B-5x5", num_classes=10, width=0.125)
+    with pytest.raises(WeightsError, match="B-5x5 has no conv3_2"):
+        vggnet.pre_initialise(shallow, a)

@@ -50,7 +50,7 @@ def test_estimate_parts_and_what_they_scale_with():
 def test_summary_memory_command(capsys):
     assert main(["summary", "--memory", "--image-size", "224", "--batch-size", "64", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert list(rows) == ["A", "A-LRN", "B", "C", "D", "E"]
+    assert list(rows) == ["A", "A-LRN", "B", "B-5x5", "C", "D", "E"]
     assert rows["A"]["total"] < rows["D"]["total"] < rows["E"]["total"]
     assert main(["summary", "--memory", "--amp"]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ import torch
 import vggnet
 from vggnet.errors import ConfigError
 
-NAMES = ["A", "A-LRN", "B", "C", "D", "E"]
+NAMES = ["A", "A-LRN", "B", "B-5x5", "C", "D", "E"]
 
 
 @pytest.mark.parametrize("head", ["fc", "conv", "gap"])
@@ -73,7 +73,7 @@ def test_forward_split_and_pre_logits():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"name": "F"}, "valid: A, A-LRN, B, C, D, E"),
+    ({"name": "F"}, "valid: A, A-LRN, B, B-5x5, C, D, E"),
     ({"num_classes": 0}, "num_classes"),
     ({"width": 0}, "width"),
     ({"width": -1.0}, "width"),
@@ -92,3 +92,30 @@ def test_cli_bad_input_is_one_line_exit_2(capsys):
     assert main(["summary", "--num-classes", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "num_classes" in err
+
+
+@pytest.mark.parametrize("box_head,outputs", [("scr", 4), ("pcr", 4 * 7)])
+def test_box_heads_replace_the_last_layer_only(box_head, outputs):
+    model = vggnet.build_model("D", num_classes=7, head="fc", width=0.0625, box_head=box_head)
+    plain = vggnet.build_model("D", num_classes=7, head="fc", width=0.0625)
+    assert model.classifier[6].out_features == outputs
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items() if not k.startswith("classifier.6")}  # noqa: E731
+    assert shapes(model) == shapes(plain)
+    out = model(torch.randn(3, 3, 32, 32))
+    assert model.boxes(out).shape == (3, outputs // 4, 4)
+    picked = model.boxes(out, torch.tensor([0, 6, 2]))
+    assert picked.shape == (3, 4)
+    if box_head == "pcr":  # each image's box of its class: outputs 4c..4c+3
+        assert torch.equal(picked[1], out[1, 24:28]) and torch.equal(picked[2], out[2, 8:12])
+    dense = vggnet.convert_head(model, "conv")
+    assert dense.boxes(dense.score_map(dense.forward_features(torch.randn(1, 3, 256, 256)))).shape == \
+        (1, outputs // 4, 2, 2, 4)
+    rebuilt = vggnet.model.vgg.from_config(model.config)
+    assert rebuilt.config["box_head"] == box_head
+
+
+def test_unknown_box_head_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown box head 'xyz'; valid: scr, pcr"):
+        vggnet.build_model("D", box_head="xyz")
+    with pytest.raises(ConfigError, match="needs a box head"):
+        vggnet.build_model("A", num_classes=3, width=0.0625).boxes(torch.zeros(1, 3))

@@ -7,7 +7,7 @@ import pytest
 from vggnet import config
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESETS = sorted((ROOT / "configs" / "paper").glob("*.yaml"))
+PRESETS = sorted(p for p in (ROOT / "configs" / "paper").glob("*.yaml") if not p.stem.endswith("-loc"))
 
 
 def test_every_step_of_the_paper_has_a_preset():
@@ -67,3 +67,14 @@ def test_unknown_init_or_normalisation_lists_the_valid_names(key, value, valid):
 def test_the_retired_init_name_says_what_to_use():
     with pytest.raises(config.ConfigError, match="std0.1.*std0.01"):
         config.load(None, ["model.init=paper"])
+
+
+def test_the_localisation_preset_is_appendix_a():
+    """D fine-tuned from the classification D at lr 1e-3, Euclidean box loss, per-class boxes (Table 8's best)."""
+    cfg = config.load(ROOT / "configs" / "paper" / "D-loc.yaml")
+    t, d, m = cfg.train, cfg.data, cfg.model
+    assert (t.optimizer, t.batch_size, t.momentum, t.nesterov, t.weight_decay, t.lr) == ("sgd", 256, 0.9, False,
+                                                                                          5e-4, 0.001)
+    assert t.amp is False and t.label_smoothing == 0 and (d.normalize, d.image_size, d.scale) == ("paper", 224, [256])
+    assert (m.name, m.batch_norm, m.box_head, m.width) == ("D", False, "pcr", 1.0)
+    assert cfg.loc.classifier == "runs/paper-D-s256/model.safetensors" and cfg.loc.finetune == "all"

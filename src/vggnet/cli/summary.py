@@ -13,7 +13,7 @@ from vggnet.model.vgg import build_model, count_macs, count_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("summary", help="the six networks: weight layers, parameters, MACs")
+    p = sub.add_parser("summary", help="the six networks (and B-5x5): weight layers, parameters, MACs")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--image-size", type=int, default=224, help="input size for MACs (default 224)")
     p.add_argument("--num-classes", type=int, default=1000)

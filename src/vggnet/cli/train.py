@@ -36,10 +36,17 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     result = fit(cfg, args.out, resume=args.resume)
-    if result.test:
+    if result.test.get("task") == "localisation":
+        rows = result.test["protocols"]
+        errors = ", ".join(f"{name} {100 * r['top1_error']:.1f}%" + (f" (top-5 {100 * r['top5_error']:.1f}%)"
+                                                                     if name == "classifier" else "")
+                           for name, r in rows.items())
+        print(f"test localisation error ({next(iter(rows.values()))['n']} images, IoU > 0.5): {errors}")
+    elif result.test:
         rows = result.test["protocols"]
         accs = ", ".join(f"{name} {100 * (1 - r['top1_error']):.2f}%" for name, r in rows.items())
         print(f"test accuracy ({result.test['protocols'][next(iter(rows))]['n']} images): {accs}")
-    print(f"best validation accuracy: {100 * result.best_val_top1:.2f}%")
+    what = "1 - localisation error" if result.test.get("task") == "localisation" else "accuracy"
+    print(f"best validation {what}: {100 * result.best_val_top1:.2f}%")
     print(f"run directory: {result.out_dir}")
     return 0

@@ -28,6 +28,7 @@ class Split:
     labels: torch.Tensor  # int64 [N]
     images: torch.Tensor | None = None  # uint8 [N, C, H, W] for in-memory sets
     paths: list[Path] | None = None  # for file-based sets (imagefolder, caltech256)
+    boxes: torch.Tensor | None = None  # float [N, 4] (x1, y1, x2, y2) px: localisation sets (one box each)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,6 +40,7 @@ class Split:
             labels=self.labels[index],
             images=None if self.images is None else self.images[index],
             paths=None if self.paths is None else [self.paths[i] for i in index.tolist()],
+            boxes=None if self.boxes is None else self.boxes[index],
         )
 
 
@@ -93,8 +95,7 @@ def carve(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Seeded, class-stratified (train, val) split: round(fraction * n_c) of each class to val."""
     n = len(split)
     if fraction <= 0 or n == 0:
-        return split, Split(labels=split.labels[:0], images=None if split.images is None else split.images[:0],
-                            paths=None if split.paths is None else [])
+        return split, split.take(torch.zeros(0, dtype=torch.long))
     perm = torch.randperm(n, generator=_generator("val", seed))
     order = perm[torch.sort(split.labels[perm], stable=True).indices]
     labels = split.labels[order]
@@ -284,6 +285,29 @@ def _imagefolder(cfg: DataConfig, seed: int) -> Dataset:
     else:
         val, test = empty, split_of(val_dir) if val_dir.is_dir() else empty
     return Dataset("imagefolder", classes, 3, train, val, test, in_memory=False)
+
+
+@register("caltech101")
+def _caltech101(cfg: DataConfig, seed: int) -> Dataset:
+    """101_ObjectCategories/<class>/image_NNNN.jpg (102 folders with BACKGROUND_Google), split as
+    caltech256: cfg.train_per_class random images per class train, the rest test."""
+    root = _folder_root("caltech101", cfg, "101_ObjectCategories/<class>/image_0001.jpg",
+                        lambda p: (p / "101_ObjectCategories").is_dir())
+    folder = root / "101_ObjectCategories" if (root / "101_ObjectCategories").is_dir() else root
+    classes, paths, labels = formats.scan_class_folders(folder)
+    if not paths:
+        raise DataError(f"{folder} has no class folders; expected 101_ObjectCategories/<class>/<image>")
+    labels_t = torch.tensor(labels, dtype=torch.int64)
+    train_idx, test_idx = [], []
+    for label in range(len(classes)):
+        idx = (labels_t == label).nonzero()[:, 0]
+        order = idx[torch.randperm(len(idx), generator=_generator("caltech101", seed, label))]
+        train_idx.append(order[:cfg.train_per_class])
+        test_idx.append(order[cfg.train_per_class:])
+    whole = Split(labels_t, paths=paths)
+    train, test = whole.take(torch.cat(train_idx)), whole.take(torch.cat(test_idx))
+    return Dataset("caltech101", classes, 3, train, train.take(torch.zeros(0, dtype=torch.long)), test,
+                   in_memory=False)
 
 
 @register("caltech256")

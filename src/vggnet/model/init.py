@@ -85,7 +85,13 @@ def _first_convs(model: nn.Module, count: int = 4) -> list[nn.Module]:
     """Net A's first ``count`` convs by their Caffe names (conv1_1, conv2_1, conv3_1, conv3_2)
     and the same-named convs of ``model``, each with the BatchNorm that follows it (BN variants).
     Copying by name is what makes the shapes agree: A's conv2_1 maps 64 -> 128 channels, as D's does."""
-    return [_named_convs(model)[name] for name in A_PRE_INITIALISED[:count]]
+    convs = _named_convs(model)
+    missing = [name for name in A_PRE_INITIALISED[:count] if name not in convs]
+    if missing:
+        letter = getattr(model, "config", {}).get("name", "?")
+        raise WeightsError(f"cannot pre-initialise: {letter} has no {', '.join(missing)} "
+                           f"(A's first four convs are {', '.join(A_PRE_INITIALISED)}); train it from random init")
+    return [convs[name] for name in A_PRE_INITIALISED[:count]]
 
 
 A_PRE_INITIALISED = ("conv1_1", "conv2_1", "conv3_1", "conv3_2")

@@ -8,6 +8,11 @@ Heads:
   evaluation): an input of at least 224 gives a class score map, spatially averaged.
 - ``gap``: global average pooling and one linear layer, the usual head for 28-32 px.
 
+Box heads (Appendix A, localisation): ``box_head="scr"`` makes the last layer predict one
+box (centre x, centre y, width, height, each a fraction of the input's size) shared by all
+classes; ``"pcr"`` one box per class (4 x num_classes outputs). The rest of the net is
+unchanged, so a classification net's weights initialise it (all but the last layer).
+
 State-dict keys follow torchvision (``features.N.*``, ``classifier.{0,3,6}.*``); every layer
 also has the Caffe release's name (conv1_1 ... fc8, see ``architectures.layer_names``), which
 ``features_at`` takes. ``features_only=True`` (timm's interface) drops the classifier and
@@ -29,6 +34,7 @@ from vggnet.model.architectures import CONFIGS, HEAD_INPUT, LRN, MIN_INPUT, laye
 
 HEADS = ("fc", "conv", "gap")
 STAGES = 6  # feature_info: before each of the five pools (reduction 1 ... 16), and pool5 (32)
+BOX_HEADS = ("scr", "pcr")  # single-class and per-class regression (Appendix A)
 
 
 class AlexNetLRN(nn.Module):
@@ -90,12 +96,15 @@ class VGG(nn.Module):
 
     def __init__(self, name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False,
                  head: str = "fc", in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
-                 features_only: bool = False, out_indices: Sequence[int] = tuple(range(STAGES))):
+                 features_only: bool = False, out_indices: Sequence[int] = tuple(range(STAGES)),
+                 box_head: str | None = None):
         super().__init__()
         letter, bn_from_name = resolve_name(name)
         batch_norm = batch_norm or bn_from_name
         if head not in HEADS:
             raise ConfigError(f"unknown head '{head}'; valid: {', '.join(HEADS)}")
+        if box_head is not None and box_head not in BOX_HEADS:
+            raise ConfigError(f"unknown box head '{box_head}'; valid: {', '.join(BOX_HEADS)}")
         for arg, value, low in (("num_classes", num_classes, 1), ("in_channels", in_channels, 1)):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"{arg} must be an integer >= {low}, got {value!r}")
@@ -105,7 +114,7 @@ class VGG(nn.Module):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
         self.config: dict[str, Any] = {
             "name": letter, "num_classes": num_classes, "batch_norm": batch_norm, "head": head,
-            "in_channels": in_channels, "width": width, "dropout": dropout,
+            "in_channels": in_channels, "width": width, "dropout": dropout, "box_head": box_head,
         }
         if features_only:
             indices = list(out_indices)
@@ -116,7 +125,7 @@ class VGG(nn.Module):
         self.num_features = _scaled(512, width)
         self.hidden = _scaled(4096, width)
         self.classifier = nn.Sequential() if features_only else make_classifier(
-            head, self.num_features, self.hidden, num_classes, dropout)
+            head, self.num_features, self.hidden, self.num_outputs, dropout)
         # Per-block activation checkpointing in training (train.checkpoint_activations): a choice of
         # how to train, not part of the architecture, so it is not in ``config``.
         self.checkpoint_activations = False
@@ -124,6 +133,26 @@ class VGG(nn.Module):
     @property
     def head(self) -> str:
         return self.config["head"]
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the last layer: class scores, or 4 (SCR) / 4 x classes (PCR) box numbers."""
+        box_head, classes = self.config.get("box_head"), self.config["num_classes"]
+        return classes if box_head is None else 4 * (1 if box_head == "scr" else classes)
+
+    def boxes(self, output: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """A box head's output [N, 4k(, h, w)] as boxes [N, k(, h, w), 4] (k = 1 for SCR, C for
+        PCR); with ``classes`` [N] (PCR), each image's box for that class: [N(, h, w), 4]."""
+        if self.config.get("box_head") is None:
+            raise ConfigError("boxes() needs a box head; build the model with box_head='scr' or 'pcr'")
+        out = output.unflatten(1, (-1, 4))
+        if output.ndim == 4:
+            out = out.permute(0, 1, 3, 4, 2)
+        if classes is None:
+            return out
+        if self.config["box_head"] == "scr":
+            return out[:, 0]
+        return out[torch.arange(len(classes), device=out.device), classes.to(out.device)]
 
     @property
     def min_input_size(self) -> int:
@@ -239,12 +268,14 @@ class VGG(nn.Module):
 def build_model(name: str = "D", *, num_classes: int = 1000, batch_norm: bool = False, head: str = "fc",
                 in_channels: int = 3, width: float = 1.0, dropout: float = 0.5,
                 init: str | None = "kaiming", seed: int | None = None, features_only: bool = False,
-                out_indices: Sequence[int] = tuple(range(STAGES))) -> VGG:
-    """Build a VGG by the paper's letter ("A", "A-LRN", "B", "C", "D", "E") or a torchvision
-    alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see vggnet.model.init).
-    ``features_only`` returns the maps of the ``out_indices`` stages of ``feature_info``."""
+                out_indices: Sequence[int] = tuple(range(STAGES)), box_head: str | None = None) -> VGG:
+    """Build a VGG by the paper's letter ("A", "A-LRN", "B", "C", "D", "E"; "B-5x5" of section
+    4.1) or a torchvision alias ("vgg16", "vgg16_bn", ...), initialised with ``init`` (see
+    vggnet.model.init). ``features_only`` returns the maps of the ``out_indices`` stages of
+    ``feature_info``; ``box_head`` makes it a localisation net (Appendix A)."""
     model = VGG(name, num_classes=num_classes, batch_norm=batch_norm, head=head, in_channels=in_channels,
-                width=width, dropout=dropout, features_only=features_only, out_indices=out_indices)
+                width=width, dropout=dropout, features_only=features_only, out_indices=out_indices,
+                box_head=box_head)
     if init is not None:
         init_lib.initialise(model, init, seed=seed)
     return model
@@ -257,7 +288,7 @@ def from_config(config: dict[str, Any]) -> VGG:
     if missing:
         raise ConfigError(f"model config is missing {', '.join(missing)}")
     extra = {k: config[k] for k in ("features_only", "out_indices") if k in config}
-    return VGG(config["name"], **{k: config[k] for k in keys[1:]}, **extra)
+    return VGG(config["name"], box_head=config.get("box_head"), **{k: config[k] for k in keys[1:]}, **extra)
 
 
 @torch.no_grad()
@@ -272,7 +303,7 @@ def convert_head(model: VGG, head: str) -> VGG:
         raise ConfigError(f"a {'gap' if model.head == 'gap' else 'features_only'} model has no fc/conv head to convert; "
                           "build the model with head='fc'")
     old = model.classifier
-    new = make_classifier(head, model.num_features, model.hidden, model.config["num_classes"],
+    new = make_classifier(head, model.num_features, model.hidden, model.num_outputs,
                           model.config["dropout"]).to(old[0].weight.device, old[0].weight.dtype)
     for index in (0, 3, 6):
         weight = old[index].weight
@@ -320,4 +351,5 @@ def describe(model: VGG) -> str:
     c = model.config
     bn = "_bn" if c["batch_norm"] else ""
     width = "" if math.isclose(c["width"], 1.0) else f" width={c['width']}"
-    return f"VGG-{c['name']}{bn} ({c['head']} head, {c['num_classes']} classes{width})"
+    box = f", {c['box_head'].upper()} box head" if c.get("box_head") else ""
+    return f"VGG-{c['name']}{bn} ({c['head']} head{box}, {c['num_classes']} classes{width})"

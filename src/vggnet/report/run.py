@@ -25,6 +25,22 @@ def _protocols_section(evaluation: dict[str, Any]) -> list[str]:
             table(["protocol", "top-1 error", "top-5 error", "n"], rows, cls="protocols")]
 
 
+def _localisation_section(run_dir: Path, evaluation: dict[str, Any]) -> list[str]:
+    """Appendix A runs: what the protocols mean, and test images with their boxes."""
+    if evaluation.get("task") != "localisation":
+        return []
+    out = ["<h2>Localisation (Appendix A)</h2><p>Localisation error: a prediction is correct when its class is "
+           "the ground truth's and its box overlaps a ground-truth box with IoU &gt; 0.5. <code>gt_class</code>: the "
+           "ground-truth class given (the paper's Table 8 protocol); <code>classifier</code>: the classifier's "
+           "top-5 classes, each with its merged box; <code>whole_image</code> and <code>centre_box</code> (the "
+           f"training boxes' mean size): trivial baselines. Box head: {esc(evaluation.get('box_head'))}.</p>"]
+    png = run_dir / "boxes.png"
+    if png.is_file():
+        out += ["<p>Test images: ground truth in green, the predicted box (ground-truth class) in red.</p>",
+                img(png.read_bytes(), "predicted and ground-truth boxes")]
+    return out
+
+
 WARN_KEYS = ("collapse", "collapse_warning", "warning")
 
 
@@ -118,6 +134,7 @@ def render_run(run_dir: str | Path) -> Path:
     if epochs:
         body += ["<h2>Learning curves</h2>", img(plots.learning_curves(epochs), "learning curves")]
     body += _protocols_section(evaluation)
+    body += _localisation_section(run_dir, evaluation)
     if evaluation.get("confusion"):
         body += ["<h2>Confusion matrix</h2>",
                  img(plots.confusion_matrix(evaluation["confusion"], evaluation.get("classes") or []),

@@ -31,7 +31,8 @@ def preprocessing(cfg: RunConfig, stats: augment.Stats, channels: int) -> dict[s
 def make_model(cfg: RunConfig, num_classes: int, channels: int) -> VGG:
     m = cfg.model
     model = build_model(m.name, num_classes=num_classes, batch_norm=m.batch_norm, head=m.head,
-                        in_channels=channels, width=m.width, dropout=m.dropout, init=m.init, seed=cfg.seed)
+                        in_channels=channels, width=m.width, dropout=m.dropout, init=m.init, seed=cfg.seed,
+                        box_head=m.box_head)
     if m.pre_initialise:
         pre_initialise(model, load_weights(m.pre_initialise))
     if cfg.init_from:

@@ -250,13 +250,19 @@ class Trainer:
 
     def check_before_training(self) -> None:
         """Refuse (exit 2) a config whose init-signal diagnosis says "will not train", unless
-        train.force; keep the diagnosis to name the cause if the loss later goes non-finite."""
+        train.force or the net is pre-initialised (a warning then); keep the diagnosis to name the cause if the loss later goes non-finite."""
         if self.given_model:
             return  # pretrained weights: the diagnosis is about random inits
         x, y = next(iter(self.train_loader.epoch(0)))
         self.preflight = health.preflight(self.model, x, y)
         refuse = distributed.broadcast_flag(self.preflight.verdict == "will not train", self.ctx)
-        if refuse and not self.cfg.train.force:
+        if refuse and (self.cfg.model.pre_initialise or self.cfg.init_from):
+            # the paper's chain (3.1): B-E start from a trained A with their new layers at std0.01, which
+            # shrinks the signal at step 1 however well A trained; the diagnosis warns but does not refuse
+            if self.ctx.is_main:
+                print(f"[preflight] warning (pre-initialised, trained anyway): {health.refusal(self.preflight)}",
+                      flush=True)
+        elif refuse and not self.cfg.train.force:
             raise ConfigError(health.refusal(self.preflight))
 
     def _nonfinite(self, good: dict[str, Any]) -> dict[str, Any]:
@@ -431,6 +437,10 @@ def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None 
     """Train ``cfg`` into ``out_dir`` (default runs/<name>). A directory that holds a checkpoint
     is resumed exactly where it stopped; ``resume=True`` insists on one (an error if none)."""
     out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
+    if cfg.model.box_head is not None:  # a localisation net (Appendix A): its own loop
+        from vggnet.train.localisation import fit_localisation
+
+        return fit_localisation(cfg, out)
     has_checkpoint = (out / "checkpoints" / "last.pt").is_file()
     if resume and not has_checkpoint:
         raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")

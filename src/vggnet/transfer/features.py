@@ -4,7 +4,9 @@ Appendix B: the net (no fine-tuning) is applied densely to the image rescaled to
 penultimate (4096-D) map is spatially averaged, averaged with the horizontally flipped
 image, averaged over the scales, and L2-normalised; a linear SVM is trained on that.
 ``layer="conv"`` gives the pooled last conv map instead (512-D), and any named layer
-(``relu5_3``, ``pool4``, ``fc7``...; ``VGG.named_layers``) its output, spatially averaged.
+(``relu5_3``, ``pool4``, ``fc7``...; ``VGG.named_layers``) its output, spatially averaged. ``stack_scales`` concatenates
+the per-scale descriptors instead of averaging them (the paper's choice for Caltech). The
+protocols (VOC mAP, Caltech mean class recall, D & E stacking) are in transfer.appendix_b.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from vggnet.data import augment
 from vggnet.errors import ConfigError
 from vggnet.model.architectures import HEAD_INPUT
 from vggnet.model.vgg import VGG, convert_head
+from vggnet.transfer.appendix_b import stack
 from vggnet.files import atomic_write
 from vggnet.weights.preprocess import prepare
 
@@ -34,7 +37,7 @@ class Describer:
     """Computes Appendix B descriptors for batches of uint8 images with one model."""
 
     def __init__(self, model: VGG, preprocessing: dict[str, Any], *, layer: str = "penultimate",
-                 scales: Sequence[int] | None = None, flip: bool = True) -> None:
+                 scales: Sequence[int] | None = None, flip: bool = True, stack_scales: bool = False) -> None:
         if layer not in LAYERS and layer not in model.named_layers():
             raise ConfigError(f"unknown feature layer '{layer}'; valid: {', '.join(LAYERS)} or a layer name: "
                               f"{', '.join(model.named_layers())}")
@@ -46,6 +49,7 @@ class Describer:
             convert_head(copy.deepcopy(model), "conv").eval() if model.head == "fc" else None)
         self.pre = {"channels": model.config["in_channels"], **(preprocessing or {})}
         self.layer, self.scales, self.flip = layer, list(scales) if scales else None, flip
+        self.stack_scales = stack_scales
 
     def _pooled(self, x: torch.Tensor) -> torch.Tensor:
         if self.layer not in LAYERS:
@@ -61,23 +65,25 @@ class Describer:
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [N, C, H, W] -> L2-normalised descriptors [N, D]."""
-        total = None
+        per_scale = []
         for q in self.scales or [None]:
             x = augment.centre_pad(images, self.model.min_input_size) if q is None else augment.rescale(images, q)
             x = prepare(x, self.pre)
             d = self._pooled(x)
             if self.flip:
                 d = (d + self._pooled(x.flip(-1))) / 2
-            total = d if total is None else total + d
-        return torch.nn.functional.normalize(total.float(), dim=1)
+            per_scale.append(d)
+        if self.stack_scales:
+            return stack(*per_scale)
+        return torch.nn.functional.normalize(sum(per_scale).float(), dim=1)
 
 
 def describe(model: VGG, batches: Iterable[tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]],
              preprocessing: dict[str, Any], *, layer: str = "penultimate", scales: Sequence[int] | None = None,
-             flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+             flip: bool = True, stack_scales: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(descriptors [N, D], labels [N]) for batches as ``loaders.iter_raw`` yields them
     (a stacked uint8 tensor, or a list of images of varying size, and the labels)."""
-    describer = Describer(model, preprocessing, layer=layer, scales=scales, flip=flip)
+    describer = Describer(model, preprocessing, layer=layer, scales=scales, flip=flip, stack_scales=stack_scales)
     feats, labels = [], []
     for images, y in batches:
         if isinstance(images, torch.Tensor):
