@@ -12,7 +12,7 @@ BAD: dict[str, list[str]] = {
     "model.batch_norm": ["maybe"],
     "model.head": ["mlp"],
     "model.init": ["uniform"],
-    "model.width": ["0", "-1", ".inf", "1000"],
+    "model.width": ["0", "-1", ".inf"],
     "model.dropout": ["1", "-0.1"],
     "model.pre_initialise": ["''"],
     "data.name": ["''"],

@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default runs/<dataset>-<config>-s<seed>); "
                                  "an existing one is resumed")
     p.add_argument("--resume", action="store_true", help="insist on resuming --out (error if it has no checkpoint)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its results are deleted)")
     p.set_defaults(func=run)
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from vggnet.train.trainer import fit
 
     cfg = load_config(args)
-    result = fit(cfg, args.out, resume=args.resume)
+    result = fit(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     if result.test:
         rows = result.test["protocols"]
         accs = ", ".join(f"{name} {100 * (1 - r['top1_error']):.2f}%" for name, r in rows.items())

@@ -23,8 +23,9 @@ from vggnet.data import augment, loaders, sources
 from vggnet.errors import ConfigError, TrainingError
 from vggnet.model.vgg import VGG
 from vggnet.weights.native import load_weights, save_weights
-from vggnet.train import checkpoint, distributed
+from vggnet.train import checkpoint, distributed, preflight, rundir
 from vggnet.config import RunConfig, dump
+from vggnet.files import atomic_write
 from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 
@@ -58,6 +59,9 @@ class Trainer:
         self.ds = sources.get(cfg.data, seed=cfg.seed)
         self.stats = self._stats(model)
         self.channels = model.config["in_channels"] if model is not None else self.ds.channels
+        if model is None:  # refuse a model that cannot fit before allocating it
+            preflight.check_fits(cfg, len(self.ds.classes), self.channels, self.device,
+                                 max(1, cfg.train.batch_size // self.ctx.world_size))
         self.model = model if model is not None else make_model(cfg, len(self.ds.classes), self.channels)
         if self.model.config["num_classes"] != len(self.ds.classes):
             raise ConfigError(f"the model has {self.model.config['num_classes']} classes, {cfg.data.name} has "
@@ -171,17 +175,16 @@ class Trainer:
         self.last_save = time.monotonic()
 
     def resume(self) -> bool:
-        path = self.out / "checkpoints" / "last.pt"
-        if not path.is_file():
+        state = checkpoint.load_latest(self.out / "checkpoints", self.load_state)
+        if state is None:
             return False
-        state = checkpoint.load(path)
-        self.load_state(state)
         metrics_path = self.out / "metrics.jsonl"
         if metrics_path.is_file():  # drop lines written after the checkpoint (a killed run)
             lines = metrics_path.read_text().splitlines()[: state["metrics_lines"]]
             self.metrics = [json.loads(line) for line in lines]
-            if self.ctx.is_main:
-                metrics_path.write_text("".join(line + "\n" for line in lines))
+            if self.ctx.is_main:  # temp file + rename: a kill here cannot truncate the file
+                text = "".join(line + "\n" for line in lines)
+                atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(text))
         return True
 
     # ---- logging --------------------------------------------------------------------------
@@ -363,12 +366,15 @@ class Trainer:
         if not resumed and self.ctx.is_main:
             (self.out / "metrics.jsonl").write_text("")
             dump(self.cfg, self.out / "config.yaml")
+            rundir.write_run(self.out, self.cfg)
         if self.ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.out))
         if resumed and self.ctx.is_main:
-            print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}", flush=True)
+            where = (f"at epoch {self.epoch + 1}, step {self.step}" if self.epoch < self.cfg.train.epochs
+                     else "after its last epoch, to evaluate it")
+            print(f"resuming {self.out} {where}", flush=True)
         try:
             with self.interrupt:
                 while self.epoch < self.cfg.train.epochs:
@@ -378,11 +384,16 @@ class Trainer:
                     self.run_epoch()
                     if self.interrupt.hit:
                         raise KeyboardInterrupt
-                    if self.end_epoch(epoch_start):
+                    with self.interrupt.shield():  # a second Ctrl-C waits for the epoch's save
+                        stop = self.end_epoch(epoch_start)
+                    if stop:
                         self.stopped_early = True
                         break
+                    if self.interrupt.hit:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
-            self.save_checkpoint()
+            with self.interrupt.shield():
+                self.save_checkpoint()
             if self.ctx.is_main:
                 print(f"\ninterrupted; saved. Resume with: vggnet train --out {self.out} --resume", flush=True)
             raise
@@ -402,20 +413,46 @@ class Trainer:
                                    device=self.device, limit=self.cfg.eval.limit)
             write_eval(result.test, self.out / "eval.json")
             render_report(self.out)
+        if self.ctx.is_main:
+            rundir.write_run(self.out, self.cfg, finished=True)
         distributed.barrier(self.ctx)
         return result
 
 
 def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None = None,
-        param_groups: list[dict] | None = None, resume: bool = False, callbacks: tuple = ()) -> RunResult:
+        param_groups: list[dict] | None = None, resume: bool = False, overwrite: bool = False,
+        callbacks: tuple = ()) -> RunResult:
     """Train ``cfg`` into ``out_dir`` (default runs/<name>). A directory that holds a checkpoint
-    is resumed exactly where it stopped; ``resume=True`` insists on one (an error if none)."""
-    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
-    has_checkpoint = (out / "checkpoints" / "last.pt").is_file()
-    if resume and not has_checkpoint:
-        raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
-    trainer = Trainer(cfg, out, model, param_groups, callbacks)
-    try:
-        return trainer.fit(resume=has_checkpoint)
-    finally:
-        distributed.teardown(trainer.ctx)
+    of the same run is resumed exactly where it stopped; ``resume=True`` insists on one (an error
+    if none; a finished run is reported, not retrained). A finished run's directory is never
+    trained into again unless ``overwrite=True`` clears it. The directory is locked meanwhile."""
+    out = rundir.prepare(out_dir if out_dir is not None else default_out_dir(cfg))
+    preflight.check_device(cfg.device)
+    with rundir.lock(out):
+        rundir.clean_orphans(out)
+        if overwrite:
+            rundir.overwrite(out)
+        state = rundir.status(out)
+        if resume and state == "new":
+            raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
+        if state == "foreign" or (state == "finished" and not resume):
+            rundir.refuse_existing(out, state)
+        if state != "new":
+            rundir.check_same_run(out, cfg)
+        if state == "finished":
+            return finished_result(out)
+        trainer = Trainer(cfg, out, model, param_groups, callbacks)
+        try:
+            return trainer.fit(resume=state == "partial")
+        finally:
+            distributed.teardown(trainer.ctx)
+
+
+def finished_result(out: Path) -> RunResult:
+    """A finished run as its files say (nothing is retrained or re-evaluated)."""
+    from vggnet.report.rundir import read_json, read_metrics
+
+    epochs, _ = read_metrics(out)
+    best = max((e["val_top1"] for e in epochs if e.get("val_top1") is not None), default=-1.0)
+    print(f"{out} is a finished run; nothing to train (vggnet eval {out} evaluates it further)", flush=True)
+    return RunResult(out, best, test=read_json(out / "eval.json"), metrics=epochs)
