@@ -158,7 +158,8 @@ class Trainer:
                 "epoch": self.epoch, "batch": self.batch, "step": self.step, "best_val": self.best_val,
                 "lr_factor": self.lr_factor, "rollbacks": self.rollbacks, "acc": self.acc.tolist(), "wall": self.wall,
                 "plateau": self.plateau.to_dict(), "early": self.early.to_dict(), "rng": checkpoint.rng_state(),
-                "metrics_lines": len(self.metrics)}
+                "metrics_lines": len(self.metrics),
+                "monitor": self.monitor.state_dict() if self.monitor is not None else {}}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -168,6 +169,8 @@ class Trainer:
         self.acc, self.wall = torch.tensor(state["acc"], dtype=torch.float64, device=self.device), state["wall"]
         self.plateau, self.early = PlateauState(**state["plateau"]), PlateauState(**state["early"])
         checkpoint.set_rng_state(state["rng"])
+        if self.monitor is not None and state.get("monitor"):
+            self.monitor.load_state_dict(state["monitor"])
 
     def save_checkpoint(self) -> None:
         if self.ctx.is_main:
@@ -201,8 +204,10 @@ class Trainer:
 
     def _event(self, event: dict[str, Any]) -> None:
         """Health events and notes: into metrics.jsonl, printed once in plain words."""
-        # the epoch it happened in, numbered from 1 as in the metrics lines
-        record = {"epoch": self.epoch + 1, "step": self.step, **{k: v for k, v in event.items() if v is not None}}
+        # the epoch it happened in, numbered from 1 as in the metrics lines; the trainer's count, which a
+        # resume restores (the monitor's own is the last validated epoch, and None after a resume)
+        fields = {k: v for k, v in event.items() if v is not None and k != "epoch"}
+        record = {"epoch": self.epoch + 1, "step": self.step, **fields}
         self._log(record)
         if self.ctx.is_main and "message" in event:
             fix = f" Fix: {event['fix']}" if event.get("fix") else ""
