@@ -29,7 +29,8 @@ def finished(tmp_path_factory, tiny_sets_module):
     out = tmp_path_factory.mktemp("runs") / "done"
     old = os.umask(0o022)
     try:
-        fit(config.load(None, [*tiny_sets_module, "train.epochs=1", "train.max_steps=2"]), out)
+        fit(config.load(None, [*tiny_sets_module, "train.epochs=1", "train.max_steps=2",
+                               "train.checkpoint_minutes=0"]), out)
     finally:
         os.umask(old)
     return out
@@ -170,3 +171,20 @@ def test_orphan_temp_files_are_removed_and_files_follow_the_umask(finished, tmp_
     (run / ".eval.json.x2.tmp").write_bytes(b"half")
     fit(cfg_of(tiny_sets_module), run)
     assert not list(run.rglob(".*.tmp"))
+
+
+def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(finished, tmp_path, tiny_sets_module, capfd):
+    run = copy_run(finished, tmp_path)
+    unfinish(run)
+    assert (run / "checkpoints" / "prev.pt").is_file()
+    data = bytearray((run / "checkpoints" / "last.pt").read_bytes())
+    weights = next(v for v in torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"].values()
+                   if v.dim() == 1 and v.numel() >= 8 and v.abs().sum() > 0)
+    at = data.find(weights.numpy().tobytes())  # a bit inside the weights (not zip padding)
+    assert at > 0
+    data[at + 5] ^= 0x01
+    (run / "checkpoints" / "last.pt").write_bytes(bytes(data))
+    fit(cfg_of(tiny_sets_module, "train.checkpoint_minutes=0"), run)
+    err = capfd.readouterr().err
+    assert "last.pt is damaged" in err and "resumed from the previous checkpoint" in err
+    assert rundir.status(run) == "finished"
