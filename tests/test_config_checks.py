@@ -33,6 +33,7 @@ BAD: dict[str, list[str]] = {
     "data.num_classes": ["0", "1"],
     "data.num_train": ["0"],
     "data.num_test": ["0"],
+    "data.max_pixels": ["0", "-1"],
     "train.epochs": ["0", ".inf", "1e23"],
     "train.max_steps": ["0", "-5"],
     "train.batch_size": ["0", "-32"],

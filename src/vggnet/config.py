@@ -56,6 +56,7 @@ class DataConfig:
     num_classes: int = 10  # synthetic only
     num_train: int = 512  # synthetic only
     num_test: int = 128  # synthetic only
+    max_pixels: int = 90_000_000  # image files over this many pixels are skipped (decompression bombs)
 
 
 @dataclass
@@ -214,6 +215,7 @@ CHECKS: dict[str, tuple[str, Any]] = {
     "data.num_classes": ("range", (2, 100_000)),
     "data.num_train": ("range", (1, 10**8)),
     "data.num_test": ("range", (1, 10**8)),
+    "data.max_pixels": ("range", (1, 2**40)),
     "train.epochs": ("range", (1, 100_000)),
     "train.max_steps": ("range", (1, 2**62)),
     "train.batch_size": ("range", (1, 2**20)),

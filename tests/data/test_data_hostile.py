@@ -103,3 +103,21 @@ def test_bad_archives(tmp_path, make):
     with pytest.raises(DataError, match="cifar-10-python.tar.gz cannot be unpacked"):
         formats.extract_if_archived(place, "cifar-10-python.tar.gz")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_image_files_that_are_not_images(tmp_path):
+    from PIL import Image
+
+    os_fifo = tmp_path / "pipe.png"
+    __import__("os").mkfifo(os_fifo)
+    (tmp_path / "empty.png").write_bytes(b"")
+    Image.new("L", (200, 200)).save(tmp_path / "big.png")
+    cases = {"pipe.png": "not a regular file", "empty.png": r"empty \(0 bytes\)", "big.png": "over the limit"}
+    old, formats.MAX_PIXELS = formats.MAX_PIXELS, 10_000
+    try:
+        for name, match in cases.items():
+            with pytest.raises(DataError, match=match):  # a FIFO would block a plain open()
+                formats.load_image(tmp_path / name)
+    finally:
+        formats.MAX_PIXELS = old
+    assert formats.load_image(tmp_path / "big.png").shape == (1, 200, 200)

@@ -11,6 +11,7 @@ import gzip
 import os
 import pickle
 import re
+import stat
 import tarfile
 import zlib
 from collections.abc import Sequence
@@ -251,11 +252,12 @@ def extract_if_archived(place: Path, archive: str) -> None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside folder (by extension; hidden and empty files left out), sorted."""
+    """Image files directly inside folder (by extension; hidden files left out), sorted. Empty and
+    unreadable ones are kept: the loader skips and counts them."""
     exts = image_extensions()
     return sorted(
         p for p in folder.iterdir()
-        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file() and p.stat().st_size > 0
+        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file()
     )
 
 
@@ -336,10 +338,42 @@ def scan_caltech256(root: Path, clutter: bool) -> tuple[list[str], list[list[Pat
     return names, files
 
 
+# Images over this many pixels are refused (decompression bombs); data.max_pixels sets it for a
+# run (sources.get), before the DataLoader workers start, so they inherit it.
+MAX_PIXELS = 90_000_000
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """``Image.open`` of a regular, non-empty file whose header says at most ``max_pixels``
+    (default MAX_PIXELS) pixels; a DataError naming the file otherwise. Never blocks on a FIFO."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path} is not a regular file (a FIFO, device or folder)")
+    if info.st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes)")
+    limit = max_pixels or MAX_PIXELS
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit is checked here, in one line
+    try:
+        im = Image.open(path)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+        raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if im.size[0] * im.size[1] > limit:
+        im.close()
+        raise DataError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over the limit of {limit:,} "
+                        "(data.max_pixels)")
+    return im
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decode one file to uint8 CHW: 1 channel if stored gray, else 3 (RGB). DataError if unreadable."""
+    im = open_image(path)
     try:
-        with Image.open(path) as im:
+        with im:
             im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
             arr = np.asarray(im)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files

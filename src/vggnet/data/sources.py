@@ -112,6 +112,7 @@ def get(cfg: DataConfig, *, seed: int = 0) -> Dataset:
         near = difflib.get_close_matches(cfg.name, names(), n=1)
         hint = f"did you mean {near[0]!r}?" if near else f"choose one of {', '.join(names())}"
         raise ConfigError(f"unknown dataset data.name={cfg.name!r}; {hint}")
+    formats.MAX_PIXELS = cfg.max_pixels  # the run's limit, before any image (or worker) is opened
     ds = _REGISTRY[cfg.name](cfg, seed)
     if len(ds.val) == 0:
         ds.train, ds.val = carve(ds.train, cfg.val_fraction, seed)
