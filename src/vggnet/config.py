@@ -185,9 +185,9 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 # ---- what each key allows: one entry per key (a test checks that every key has one) ----
-# (kind, argument): "choice" -> the allowed values; "range" -> (low, high, low_open); "names"
-# -> the value is resolved by a function; "any" -> the type check alone is enough. None is
-# always allowed for an optional key (its type says so).
+# (kind, argument): "choice" -> the allowed values; "range" -> (low, high[, low_open[, high_open]]);
+# "names" -> resolved by a function; "text"/"path" -> non-empty; "device" -> DEVICE; "any" -> the
+# type check alone is enough. Lists are checked item by item; None is allowed where the type says.
 INF = float("inf")
 CHECKS: dict[str, tuple[str, Any]] = {
     "model.name": ("names", resolve_name),
@@ -261,10 +261,7 @@ def _check_key(key: str, value: Any) -> None:
         if kind == "choice" and item not in arg:
             raise ConfigError(f"{key}={item!r} is not one of {', '.join(arg)}")
         if kind == "names":
-            try:
-                arg(item)
-            except ConfigError as exc:
-                raise ConfigError(f"{key}: {exc}") from None
+            arg(item)  # its error names the kind of name ("unknown VGG config 'F'; valid: ...")
         if kind in ("text", "path") and (not item.strip() or "\0" in item):
             raise ConfigError(f"{key}={item!r} must be a non-empty {'path' if kind == 'path' else 'name'}")
         if kind == "device" and not DEVICE.match(item):

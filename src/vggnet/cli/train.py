@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a VGG (default: Fashion-MNIST) and evaluate it")
     add_config_args(p)
     p.add_argument("--out", help="run directory (default runs/<dataset>-<config>-s<seed>); "
-                                 "an existing one is resumed")
+                                 "an unfinished one is resumed, a finished one kept")
     p.add_argument("--resume", action="store_true", help="insist on resuming --out (error if it has no checkpoint)")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its results are deleted)")
     p.set_defaults(func=run)
