@@ -106,11 +106,17 @@ def lock(out: Path) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             text = os.pread(fd, 4096, 0).decode(errors="replace")
             os.close(fd)
             raise ConfigError(f"{out} is in use by {_holder(text)}; wait for it to finish, or train into "
                               "another --out") from None
+        except OSError as exc:  # a filesystem without locks (some NFS mounts): say so, train unlocked
+            os.close(fd)
+            print(f"note: {out} cannot be locked ({exc.strerror}); make sure no other run writes into it",
+                  file=sys.stderr)
+            yield
+            return
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino  # not a file another process just removed
         except FileNotFoundError:
