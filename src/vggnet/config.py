@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -70,6 +72,7 @@ class DataConfig:
     num_classes: int = 10  # synthetic only
     num_train: int = 512  # synthetic and fashion-mnist-loc: training images
     num_test: int = 128  # synthetic and fashion-mnist-loc: test images
+    max_pixels: int = 90_000_000  # image files over this many pixels are skipped (decompression bombs)
 
 
 @dataclass
@@ -144,9 +147,13 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             value = [value]
         inner = int if "list[int]" in text else str
+        if any(isinstance(v, (list, tuple, dict, bool)) or v is None for v in value) or (
+                inner is int and not all(isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+                                         or isinstance(v, str) for v in value)):
+            raise ConfigError(f"{key} must be a list of {inner.__name__}, got {value!r}")
         try:
             return [inner(v) for v in value]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key} must be a list of {inner.__name__}, got {value!r}") from None
     for typ in (bool, int, float, str):
         if text.startswith(typ.__name__) or text == f"<class '{typ.__name__}'>":
@@ -158,10 +165,14 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
                 raise ConfigError(f"{key} must be true or false, got {value!r}")
             if typ in (int, float) and isinstance(value, bool):
                 raise ConfigError(f"{key} must be a number, got {value!r}")
+            if isinstance(value, (list, tuple, dict)):
+                raise ConfigError(f"{key} must be a single {typ.__name__}, got {value!r}")
             try:
                 out = typ(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"{key} must be {typ.__name__}, got {value!r}") from None
+            if typ is float and not math.isfinite(out):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
             if typ is int and isinstance(value, float) and value != int(value):
                 raise ConfigError(f"{key} must be a whole number, got {value!r}")
             return out
@@ -202,47 +213,133 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+# ---- what each key allows: one entry per key (a test checks that every key has one) ----
+# (kind, argument): "choice" -> the allowed values; "range" -> (low, high[, low_open[, high_open]]);
+# "names" -> resolved by a function; "text"/"path" -> non-empty; "device" -> DEVICE; "any" -> the
+# type check alone is enough. Lists are checked item by item; None is allowed where the type says.
+INF = float("inf")
+CHECKS: dict[str, tuple[str, Any]] = {
+    "model.name": ("names", resolve_name),
+    "model.batch_norm": ("any", None),
+    "model.head": ("choice", ("fc", "conv", "gap")),
+    "model.init": ("choice", INITS),
+    "model.width": ("range", (0, INF, True)),
+    "model.dropout": ("range", (0, 1, False, True)),
+    "model.pre_initialise": ("path", None),
+    "model.box_head": ("choice", ("scr", "pcr")),
+    "data.name": ("text", None),
+    "data.dir": ("path", None),
+    "data.download": ("any", None),
+    "data.val_fraction": ("range", (0, 1, False, True)),
+    "data.subset": ("range", (1, INF)),
+    "data.image_size": ("range", (1, 4096)),
+    "data.scale": ("range", (1, 8192)),
+    "data.test_scale": ("range", (1, 8192)),
+    "data.pad": ("range", (0, 1024)),
+    "data.flip": ("any", None),
+    "data.colour_shift": ("range", (0, 10)),
+    "data.normalize": ("choice", tuple(NORMALIZE)),
+    "data.workers": ("range", (0, 256)),
+    "data.train_per_class": ("range", (1, INF)),
+    "data.clutter": ("any", None),
+    "data.num_classes": ("range", (2, 100_000)),
+    "data.num_train": ("range", (1, 10**8)),
+    "data.num_test": ("range", (1, 10**8)),
+    "data.max_pixels": ("range", (1, 2**40)),
+    "train.epochs": ("range", (1, 100_000)),
+    "train.max_steps": ("range", (1, 2**62)),
+    "train.batch_size": ("range", (1, 2**20)),
+    "train.optimizer": ("choice", ("sgd", "adam")),
+    "train.lr": ("range", (0, INF, True)),
+    "train.momentum": ("range", (0, 1, False, True)),
+    "train.weight_decay": ("range", (0, 1)),
+    "train.nesterov": ("any", None),
+    "train.schedule": ("choice", ("plateau", "step", "cosine", "onecycle", "constant")),
+    "train.warmup_epochs": ("range", (0, 100_000)),
+    "train.plateau_patience": ("range", (1, 100_000)),
+    "train.plateau_max_decreases": ("range", (0, 100)),
+    "train.step_size": ("range", (1, 100_000)),
+    "train.label_smoothing": ("range", (0, 1, False, True)),
+    "train.grad_clip": ("range", (0, INF, True)),
+    "train.early_stop_patience": ("range", (1, 100_000)),
+    "train.amp": ("any", None),
+    "train.channels_last": ("any", None),
+    "train.compile": ("any", None),
+    "train.checkpoint_minutes": ("range", (0, 10**6)),
+    "train.on_nonfinite": ("choice", ("rollback", "stop")),
+    "train.health_every": ("range", (0, 10**9)),
+    "train.progress": ("any", None),
+    "train.force": ("any", None),
+    "train.checkpoint_activations": ("any", None),
+    "eval.protocols": ("choice", ("centre", "dense", "multi_scale", "multi_crop", "fusion")),
+    "eval.scales": ("range", (1, 8192)),
+    "eval.limit": ("range", (1, INF)),
+    "eval.batch_size": ("range", (1, 2**20)),
+    "loc.classifier": ("path", None),
+    "loc.finetune": ("choice", ("all", "fc")),
+    "loc.merge_iou": ("range", (0, 1, True, True)),
+    "loc.samples": ("range", (0, 10_000)),
+    "seed": ("range", (0, 2**63, False, True)),
+    "device": ("device", None),
+    "deterministic": ("any", None),
+    "name": ("path", None),
+    "init_from": ("path", None),
+}
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_key(key: str, value: Any) -> None:
+    """Raise a ConfigError naming ``key``, ``value`` and what is allowed, if CHECKS refuses it."""
+    kind, arg = CHECKS[key]
+    if value is None:
+        return
+    for item in value if isinstance(value, list) else [value]:
+        if kind == "choice" and item not in arg:
+            raise ConfigError(f"{key}={item!r} is not one of {', '.join(arg)}")
+        if kind == "names":
+            arg(item)  # its error names the kind of name ("unknown VGG config 'F'; valid: ...")
+        if kind in ("text", "path") and (not item.strip() or "\0" in item):
+            raise ConfigError(f"{key}={item!r} must be a non-empty {'path' if kind == 'path' else 'name'}")
+        if kind == "device" and not DEVICE.match(item):
+            raise ConfigError(f"device={item!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        if kind == "range":
+            low, high, low_open, high_open = (*arg, False, False)[:4]
+            if item < low or item > high or (low_open and item == low) or (high_open and item == high):
+                allowed = f"more than {low}" if low_open else f"at least {low}"
+                if high != INF:
+                    allowed += f" and {'less than' if high_open else 'at most'} {high}"
+                raise ConfigError(f"{key} must be {allowed}, got {item!r}")
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of the config as {"section.key": value}."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_flat(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def flatten(cfg: RunConfig) -> dict[str, Any]:
+    """The config as {"train.lr": 0.1, ...}: the keys CHECKS and the run fingerprint speak of."""
+    return _flat(cfg)
+
+
 def validate(cfg: RunConfig) -> RunConfig:
-    """Check values that types alone do not catch."""
-    resolve_name(cfg.model.name)
-    choices = {
-        "model.head": (cfg.model.head, ("fc", "conv", "gap")),
-        "model.init": (cfg.model.init, INITS),
-        "data.normalize": (cfg.data.normalize, tuple(NORMALIZE)),
-        "train.optimizer": (cfg.train.optimizer, ("sgd", "adam")),
-        "train.schedule": (cfg.train.schedule, ("plateau", "step", "cosine", "onecycle", "constant")),
-        "train.on_nonfinite": (cfg.train.on_nonfinite, ("rollback", "stop")),
-        "loc.finetune": (cfg.loc.finetune, ("all", "fc")),
-    }
+    """Check every key against CHECKS, then the rules that join two keys."""
     if cfg.model.init in RETIRED_INITS:
         raise ConfigError(f"model.{RETIRED_INITS[cfg.model.init]}")
-    if cfg.model.box_head is not None:
-        choices["model.box_head"] = (cfg.model.box_head, ("scr", "pcr"))
-    for key, (value, valid) in choices.items():
-        if value not in valid:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(valid)}")
-    positive = {
-        "train.epochs": cfg.train.epochs,
-        "train.batch_size": cfg.train.batch_size,
-        "data.image_size": cfg.data.image_size,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be at least 1, got {value}")
-    if cfg.train.lr <= 0:
-        raise ConfigError(f"train.lr must be positive, got {cfg.train.lr}")
-    if cfg.model.width <= 0:
-        raise ConfigError(f"model.width must be positive, got {cfg.model.width}")
-    if not 0 <= cfg.model.dropout < 1:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
-    if not 0 <= cfg.data.val_fraction < 1:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    for key, value in flatten(cfg).items():
+        _check_key(key, value)
     if cfg.data.scale is not None and len(cfg.data.scale) not in (1, 2):
         raise ConfigError(f"data.scale must be [S] or [Smin, Smax], got {cfg.data.scale}")
     if cfg.data.scale and min(cfg.data.scale) < cfg.data.image_size:
         raise ConfigError(f"data.scale {cfg.data.scale} is smaller than the crop data.image_size={cfg.data.image_size}")
-    if cfg.train.max_steps is not None and cfg.train.max_steps < 1:
-        raise ConfigError(f"train.max_steps must be at least 1, got {cfg.train.max_steps}")
+    if not cfg.eval.protocols:
+        raise ConfigError("eval.protocols is empty; name at least one, e.g. [centre]")
     return cfg
 
 
@@ -252,13 +349,36 @@ def from_dict(data: dict[str, Any] | None) -> RunConfig:
     return validate(cfg)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error (not "last wins")."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict)):
+                raise yaml.constructor.ConstructorError(None, None, "a key may not be a list or a mapping",
+                                                        key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line "
+                                                        f"{key_node.start_mark.line + 1})", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path, what: str, where: str, shape: str) -> dict[str, Any]:
     """A YAML mapping from ``path``, or a ConfigError saying what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {path} not found; {where}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a UTF-8 text file (byte {exc.start}); give a YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):

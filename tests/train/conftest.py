@@ -21,3 +21,9 @@ def tiny_cfg():
 @pytest.fixture
 def tiny_sets() -> list[str]:
     return list(TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_sets_module() -> list[str]:
+    """TINY for module-scoped fixtures (one run shared by a file's tests)."""
+    return list(TINY)

@@ -66,3 +66,18 @@ def test_crafted_pickle_is_refused(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="refused"):
         load_state_dict(path)
     assert not (tmp_path / "pwned-by-pickle").exists()
+
+
+def test_refused_and_empty_torch_files_are_one_line_without_torch_warnings(tmp_path):
+    """The CLI prints vggnet's line alone: no torch warning before it (seen: two lines cut mid-word)."""
+    import pickle
+    import subprocess
+    import sys
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "code.pt").write_bytes(pickle.dumps({"w": subprocess.Popen}))
+    (tmp_path / "x.png").write_bytes(b"")
+    for name, match in (("empty.pt", "is empty (0 bytes)"), ("code.pt", "refused to load")):
+        proc = subprocess.run([sys.executable, "-W", "default", "-m", "vggnet", "predict", str(tmp_path / name),
+                               str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size or cfg.eval.batch_size)
     result["models"] = [str(x.path) for x in loaded]
     out = Path(args.out) if args.out else first.run_dir / ("eval.json" if len(loaded) == 1 else "eval-ensemble.json")
-    write_eval(merge_previous(result, out), out)
+    write_eval(result, out)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -63,18 +63,6 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(f"vggnet eval: warning: {warning}", file=sys.stderr)
     return 0
-
-
-def merge_previous(result: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Keep rows of other protocols from an existing eval.json of the same split and images."""
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return result
-    if not isinstance(old, dict) or old.get("split") != result["split"] or old.get("n") != result["n"]:
-        return result
-    rows = {k: v for k, v in (old.get("protocols") or {}).items() if k not in result["protocols"]}
-    return {**result, "protocols": {**rows, **result["protocols"]}}
 
 
 def format_table(result: dict[str, Any]) -> str:

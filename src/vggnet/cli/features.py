@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vggnet.data import loaders, sources
     from vggnet.errors import ConfigError
-    from vggnet.transfer.features import describe, linear_probe, save_features
+    from vggnet.transfer.features import linear_probe, save_features
 
     if args.protocol:
         return run_protocol(args)

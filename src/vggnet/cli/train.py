@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a VGG (default: Fashion-MNIST) and evaluate it")
     add_config_args(p)
     p.add_argument("--out", help="run directory (default runs/<dataset>-<config>-s<seed>); "
-                                 "an existing one is resumed")
+                                 "an unfinished one is resumed, a finished one kept")
     p.add_argument("--resume", action="store_true", help="insist on resuming --out (error if it has no checkpoint)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (its results are deleted)")
     p.set_defaults(func=run)
 
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from vggnet.train.trainer import fit
 
     cfg = load_config(args)
-    result = fit(cfg, args.out, resume=args.resume)
+    result = fit(cfg, args.out, resume=args.resume, overwrite=args.overwrite)
     if result.test.get("task") == "localisation":
         rows = result.test["protocols"]
         errors = ", ".join(f"{name} {100 * r['top1_error']:.1f}%" + (f" (top-5 {100 * r['top5_error']:.1f}%)"

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vggnet.data.formats import open_image
 from vggnet.data.sources import seed_of
 
 
@@ -26,7 +27,7 @@ def decode_crop(path: Path, size: int, scale: Sequence[int], rng: random.Random 
     scale[0] and the centre crop. Only the crop's source box is resampled (`resize(box=...)`), and
     JPEGs are decoded at 1/2, 1/4 or 1/8 size (`draft`) when S is that much smaller than the file.
     """
-    with Image.open(path) as im:
+    with open_image(path) as im:
         s = rng.randint(min(scale), max(scale)) if rng is not None else scale[0]
         w, h = im.size
         if im.format == "JPEG":

@@ -11,7 +11,9 @@ import gzip
 import os
 import pickle
 import re
+import stat
 import tarfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -129,6 +131,8 @@ def read_idx(path: Path) -> torch.Tensor:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an idx file of uint8 (expected the original MNIST-style idx layout)")
     ndim = data[3]
+    if not 1 <= ndim <= 4 or len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path} has a broken idx header ({ndim} dimensions in {len(data)} bytes); re-download it")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -136,14 +140,25 @@ def read_idx(path: Path) -> torch.Tensor:
     return torch.from_numpy(body.copy()).reshape(dims)
 
 
-def read_idx_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def read_idx_split(folder: Path, split: str, num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 [N,1,H,W], labels int64 [N]) of the idx 'train' or 'test' files in folder."""
     img_name, lbl_name = IDX_FILES[split]
     images = read_idx(folder / img_name)
     labels = read_idx(folder / lbl_name)
     if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
         raise DataError(f"{folder}: {img_name} and {lbl_name} do not match (expected [N,H,W] images and [N] labels)")
+    check_labels(labels.long(), num_classes, folder / lbl_name)
     return images.unsqueeze(1).contiguous(), labels.long()
+
+
+def check_labels(labels: torch.Tensor, num_classes: int | None, where: Path) -> None:
+    """A DataError when a label is outside 0..num_classes-1 (a damaged or foreign file)."""
+    if num_classes is None or not len(labels):
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise DataError(f"{where}: labels must be 0..{num_classes - 1}, found {low if low < 0 else high}; "
+                        "the file is damaged or from another dataset, re-download it")
 
 
 # ---------------------------------------------------------------- CIFAR python pickles
@@ -174,26 +189,43 @@ def read_cifar_pickle(path: Path) -> dict:
     dataset's authors documented, through an unpickler that admits only numpy arrays."""
     try:
         with open(path, "rb") as f:
-            return _NumpyOnlyUnpickler(f, encoding="bytes").load()
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
-        raise DataError(f"{path} is not a CIFAR python batch ({exc}); re-download the python version") from None
+            batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+    except Exception as exc:  # noqa: BLE001 - a damaged pickle raises many types
+        raise DataError(f"{path} is not a CIFAR python batch ({type(exc).__name__}: {str(exc)[:80]}); "
+                        "re-download the python version") from None
+    if not isinstance(batch, dict):
+        raise DataError(f"{path} holds a {type(batch).__name__}, not a CIFAR batch dict; re-download the python version")
+    return batch
 
 
 def _key(d: dict, name: str):  # noqa: ANN202 - keys are bytes in the originals, str if re-pickled
     return d[name.encode()] if name.encode() in d else d[name]
 
 
-def read_cifar(folder: Path, files: Sequence[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate CIFAR batches into (uint8 [N,3,32,32], int64 [N])."""
+def read_cifar(folder: Path, files: Sequence[str], label_key: str,
+               num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate CIFAR batches into (uint8 [N,3,32,32], int64 [N]), each batch checked: uint8
+    data of shape [N, 3072], N integer labels in range."""
     images, labels = [], []
     for name in files:
-        batch = read_cifar_pickle(folder / name)
+        path = folder / name
+        batch = read_cifar_pickle(path)
         try:
-            data = np.asarray(_key(batch, "data"), dtype=np.uint8)
-            images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
-            labels.append(torch.as_tensor(list(_key(batch, label_key)), dtype=torch.int64))
-        except (KeyError, ValueError) as exc:
-            raise DataError(f"{folder / name}: expected a dict with b'data' [N,3072] and b'{label_key}' ({exc})") from None
+            data, label = _key(batch, "data"), _key(batch, label_key)
+        except KeyError:
+            raise DataError(f"{path}: expected a dict with b'data' and b'{label_key}'; re-download it") from None
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            what = f"{data.dtype} {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
+            raise DataError(f"{path}: b'data' must be uint8 [N, 3072], got {what}; re-download it")
+        try:
+            label = torch.as_tensor(np.asarray(label, dtype=np.int64).reshape(-1))
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: b'{label_key}' must be a list of integers; re-download it") from None
+        if len(label) != len(data):
+            raise DataError(f"{path}: {len(data)} images but {len(label)} labels; re-download it")
+        check_labels(label, num_classes, path)
+        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
+        labels.append(label)
     return torch.cat(images), torch.cat(labels)
 
 
@@ -208,19 +240,24 @@ def extract_if_archived(place: Path, archive: str) -> None:
     """Unpack the official tarball if only the archive is present."""
     tgz = place / archive
     if tgz.is_file():
-        with tarfile.open(tgz, "r:gz") as tar:
-            tar.extractall(place, filter="data")
+        try:
+            with tarfile.open(tgz, "r:gz") as tar:
+                tar.extractall(place, filter="data")  # refuses members escaping `place`, links, devices
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{tgz} cannot be unpacked ({type(exc).__name__}: {str(exc)[:100]}); "
+                            "delete it and re-download") from None
 
 
 # ---------------------------------------------------------------- image folders
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside folder (by extension; hidden and empty files left out), sorted."""
+    """Image files directly inside folder (by extension; hidden files left out), sorted. Empty and
+    unreadable ones are kept: the loader skips and counts them."""
     exts = image_extensions()
     return sorted(
         p for p in folder.iterdir()
-        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file() and p.stat().st_size > 0
+        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file()
     )
 
 
@@ -301,10 +338,42 @@ def scan_caltech256(root: Path, clutter: bool) -> tuple[list[str], list[list[Pat
     return names, files
 
 
+# Images over this many pixels are refused (decompression bombs); data.max_pixels sets it for a
+# run (sources.get), before the DataLoader workers start, so they inherit it.
+MAX_PIXELS = 90_000_000
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
+    """``Image.open`` of a regular, non-empty file whose header says at most ``max_pixels``
+    (default MAX_PIXELS) pixels; a DataError naming the file otherwise. Never blocks on a FIFO."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path} is not a regular file (a FIFO, device or folder)")
+    if info.st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes)")
+    limit = max_pixels or MAX_PIXELS
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit is checked here, in one line
+    try:
+        im = Image.open(path)
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+        raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if im.size[0] * im.size[1] > limit:
+        im.close()
+        raise DataError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over the limit of {limit:,} "
+                        "(data.max_pixels)")
+    return im
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decode one file to uint8 CHW: 1 channel if stored gray, else 3 (RGB). DataError if unreadable."""
+    im = open_image(path)
     try:
-        with Image.open(path) as im:
+        with im:
             im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
             arr = np.asarray(im)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files

@@ -113,6 +113,7 @@ def get(cfg: DataConfig, *, seed: int = 0) -> Dataset:
         near = difflib.get_close_matches(cfg.name, names(), n=1)
         hint = f"did you mean {near[0]!r}?" if near else f"choose one of {', '.join(names())}"
         raise ConfigError(f"unknown dataset data.name={cfg.name!r}; {hint}")
+    formats.MAX_PIXELS = cfg.max_pixels  # the run's limit, before any image (or worker) is opened
     ds = _REGISTRY[cfg.name](cfg, seed)
     if len(ds.val) == 0:
         ds.train, ds.val = carve(ds.train, cfg.val_fraction, seed)
@@ -186,8 +187,8 @@ def _idx_set(name: str, classes: list[str]) -> Builder:
         folder = _locate(name, cfg, required, [torchvision_layout],
                          "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
                          "t10k-labels-idx1-ubyte.gz")
-        x, y = formats.read_idx_split(folder, "train")
-        xt, yt = formats.read_idx_split(folder, "test")
+        x, y = formats.read_idx_split(folder, "train", len(classes))
+        xt, yt = formats.read_idx_split(folder, "test", len(classes))
         empty = Split(labels=y[:0], images=x[:0])
         return Dataset(name, classes, 1, Split(y, x), empty, Split(yt, xt), in_memory=True)
 
@@ -208,9 +209,9 @@ def _cifar(name: str) -> Builder:
         required = train_files + ["test_batch" if ten else "test"]
         folder = _locate(name, cfg, required, [sub], f"{sub}/ ({', '.join(required)}) or {archive}", archive)
         label_key = "labels" if ten else "fine_labels"
-        x, y = formats.read_cifar(folder, train_files, label_key)
-        xt, yt = formats.read_cifar(folder, required[-1:], label_key)
         n_classes = 10 if ten else 100
+        x, y = formats.read_cifar(folder, train_files, label_key, n_classes)
+        xt, yt = formats.read_cifar(folder, required[-1:], label_key, n_classes)
         classes = formats.read_cifar_names(folder / ("batches.meta" if ten else "meta"),
                                            "label_names" if ten else "fine_label_names")
         if not classes or len(classes) != n_classes:

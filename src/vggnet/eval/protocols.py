@@ -287,7 +287,14 @@ def evaluate_models(members: Sequence[tuple[VGG, Preprocessing]], ds: Any, *, sp
 
 
 def write_eval(result: dict[str, Any], path: str | Path) -> Path:
-    """Write the eval.json dict atomically (never a half-written file)."""
-    text = json.dumps(result, indent=1)
+    """Merge the eval.json dict into ``path`` (results.merge: earlier entries are kept, dated) and
+    write it atomically (never a half-written file)."""
+    from vggnet.eval.results import merge
+
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        old = None
+    text = json.dumps(merge(old if isinstance(old, dict) else None, result), indent=1)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return Path(path)

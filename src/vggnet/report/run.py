@@ -21,7 +21,8 @@ def _protocols_section(evaluation: dict[str, Any]) -> list[str]:
         return []
     rows = [[name, pct(p.get("top1_error")), pct(p.get("top5_error")), p.get("n", "")]
             for name, p in protocols.items()]
-    return ["<h2>Test protocols</h2><p>Error in % (as in the paper's Table 5).</p>",
+    return [f"<h2>Test protocols</h2><p>Error in % (as in the paper's Table 5), on the {evaluation.get('split', 'test')} "
+            "split; n is the number of images each row scored.</p>",
             table(["protocol", "top-1 error", "top-5 error", "n"], rows, cls="protocols")]
 
 
@@ -44,12 +45,18 @@ def _localisation_section(run_dir: Path, evaluation: dict[str, Any]) -> list[str
 WARN_KEYS = ("collapse", "collapse_warning", "warning")
 
 
+def _source(evaluation: dict[str, Any]) -> str:
+    """Which evaluation a figure comes from: "centre protocol, 10000 test images"."""
+    return esc(f"from the {evaluation.get('analysis_protocol', '?')} protocol, {evaluation.get('n', '?')} "
+               f"{evaluation.get('split', 'test')} images")
+
+
 def _analysis_section(evaluation: dict[str, Any]) -> list[str]:
     out: list[str] = []
     analysis = evaluation.get("analysis") or {}
     classes = evaluation.get("classes") or []
     if analysis:
-        out.append("<h2>Error analysis</h2>")
+        out.append(f"<h2>Error analysis</h2><p>{_source(evaluation)}</p>")
         for key in WARN_KEYS:
             if analysis.get(key):
                 out.append(f'<p class="warn">{esc(analysis[key])}</p>')
@@ -70,7 +77,7 @@ def _analysis_section(evaluation: dict[str, Any]) -> list[str]:
         cols, rows = _per_class_rows(per_class, classes)
         if isinstance(share, list) and len(share) == len(rows):
             cols, rows = cols + ["share of predictions"], [r + [f"{100 * v:.1f}%"] for r, v in zip(rows, share)]
-        out += ["<h2>Per class</h2>", table(["class"] + cols, rows, cls="per-class")]
+        out += [f"<h2>Per class</h2><p>{_source(evaluation)}</p>", table(["class"] + cols, rows, cls="per-class")]
     return out
 
 
@@ -127,7 +134,9 @@ def render_run(run_dir: str | Path) -> Path:
         summary.append(["best val top-1", max(vals)])
     primary = primary_protocol(evaluation)
     if primary:
-        summary.append([f"test top-1 error % ({primary})", pct(evaluation["protocols"][primary].get("top1_error"))])
+        row = evaluation["protocols"][primary]
+        summary.append([f"test top-1 error % ({primary}, {row.get('n', evaluation.get('n'))} images)",
+                        pct(row.get("top1_error"))])
     if not evaluation:
         body.append('<p class="muted">No eval.json yet: the run is unfinished or failed before testing.</p>')
     body.append(table(["", "value"], summary, cls="summary") if summary else "")
@@ -136,7 +145,7 @@ def render_run(run_dir: str | Path) -> Path:
     body += _protocols_section(evaluation)
     body += _localisation_section(run_dir, evaluation)
     if evaluation.get("confusion"):
-        body += ["<h2>Confusion matrix</h2>",
+        body += [f"<h2>Confusion matrix</h2><p>{_source(evaluation)}</p>",
                  img(plots.confusion_matrix(evaluation["confusion"], evaluation.get("classes") or []),
                       "confusion matrix")]
     body += _analysis_section(evaluation)

@@ -82,6 +82,25 @@ class Monitor:
         self._at_chance = 0
         self._collapsed = 0
 
+    # what a checkpoint keeps, so that a resumed run emits the events an uninterrupted one does
+    STATE = ("epoch", "_printed", "_avg", "_seen", "_cliff", "_at_chance", "_collapsed")
+
+    def state_dict(self) -> dict[str, Any]:
+        out = {name: getattr(self, name) for name in self.STATE}
+        out["_printed"] = sorted(self._printed)
+        return {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in out.items() if v is not None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.STATE:
+            if name in state:
+                value = state[name]
+                if isinstance(value, torch.Tensor) and self._weights_device() is not None:
+                    value = value.to(self._weights_device())
+                setattr(self, name, set(value) if name == "_printed" else value)
+
+    def _weights_device(self) -> torch.device | None:
+        return next((p.device for p in self.model.parameters()), None)
+
     def sampled(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 

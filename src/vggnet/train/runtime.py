@@ -4,6 +4,8 @@ carry, its default directory, Ctrl-C handling and the report at the end."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,27 +43,43 @@ def make_model(cfg: RunConfig, num_classes: int, channels: int) -> VGG:
 
 
 class Interrupt:
-    """SIGINT finishes the current step, then the loop saves and stops cleanly."""
+    """SIGINT (Ctrl-C) or SIGTERM (docker stop, Slurm, Kubernetes) finishes the current step,
+    then the loop saves and stops cleanly. A second one stops at once, except inside
+    `shield()` (the epoch-end save), which it never cuts in half."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.hit = False
-        self._old: Any = None
+        self._shielded = False
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupt:
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
         return self
 
     def _handle(self, *_: Any) -> None:
-        if self.hit:
+        if self.hit and not self._shielded:
             raise KeyboardInterrupt
         self.hit = True
 
+    @contextmanager
+    def shield(self) -> Iterator[None]:
+        """Signals inside only set the flag; the caller checks it afterwards."""
+        before, self._shielded = self._shielded, True
+        try:
+            yield
+        finally:
+            self._shielded = before
+
     def __exit__(self, *_: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 def render_report(out: Path) -> None:

@@ -23,8 +23,9 @@ from vggnet.data import augment, loaders, sources
 from vggnet.errors import ConfigError, TrainingError
 from vggnet.model.vgg import VGG
 from vggnet.weights.native import load_weights, save_weights
-from vggnet.train import checkpoint, distributed, health
+from vggnet.train import checkpoint, distributed, health, resources, rundir
 from vggnet.config import RunConfig, dump
+from vggnet.files import atomic_write
 from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 
@@ -59,6 +60,9 @@ class Trainer:
         self.stats = self._stats(model)
         self.channels = model.config["in_channels"] if model is not None else self.ds.channels
         self.given_model = model is not None
+        if model is None:  # refuse a model that cannot fit before allocating it
+            resources.check_fits(cfg, len(self.ds.classes), self.channels, self.device,
+                                 max(1, cfg.train.batch_size // self.ctx.world_size))
         self.model = model if model is not None else make_model(cfg, len(self.ds.classes), self.channels)
         self.model.checkpoint_activations = cfg.train.checkpoint_activations
         if self.model.config["num_classes"] != len(self.ds.classes):
@@ -157,7 +161,8 @@ class Trainer:
                 "epoch": self.epoch, "batch": self.batch, "step": self.step, "best_val": self.best_val,
                 "lr_factor": self.lr_factor, "rollbacks": self.rollbacks, "acc": self.acc.tolist(), "wall": self.wall,
                 "plateau": self.plateau.to_dict(), "early": self.early.to_dict(), "rng": checkpoint.rng_state(),
-                "metrics_lines": len(self.metrics)}
+                "metrics_lines": len(self.metrics),
+                "monitor": self.monitor.state_dict() if self.monitor is not None else {}}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -167,6 +172,8 @@ class Trainer:
         self.acc, self.wall = torch.tensor(state["acc"], dtype=torch.float64, device=self.device), state["wall"]
         self.plateau, self.early = PlateauState(**state["plateau"]), PlateauState(**state["early"])
         checkpoint.set_rng_state(state["rng"])
+        if self.monitor is not None and state.get("monitor"):
+            self.monitor.load_state_dict(state["monitor"])
 
     def save_checkpoint(self) -> None:
         if self.ctx.is_main:
@@ -174,17 +181,16 @@ class Trainer:
         self.last_save = time.monotonic()
 
     def resume(self) -> bool:
-        path = self.out / "checkpoints" / "last.pt"
-        if not path.is_file():
+        state = checkpoint.load_latest(self.out / "checkpoints", self.load_state)
+        if state is None:
             return False
-        state = checkpoint.load(path)
-        self.load_state(state)
         metrics_path = self.out / "metrics.jsonl"
         if metrics_path.is_file():  # drop lines written after the checkpoint (a killed run)
             lines = metrics_path.read_text().splitlines()[: state["metrics_lines"]]
             self.metrics = [json.loads(line) for line in lines]
-            if self.ctx.is_main:
-                metrics_path.write_text("".join(line + "\n" for line in lines))
+            if self.ctx.is_main:  # temp file + rename: a kill here cannot truncate the file
+                text = "".join(line + "\n" for line in lines)
+                atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(text))
         return True
 
     # ---- logging --------------------------------------------------------------------------
@@ -201,8 +207,10 @@ class Trainer:
 
     def _event(self, event: dict[str, Any]) -> None:
         """Health events and notes: into metrics.jsonl, printed once in plain words."""
-        # the epoch it happened in, numbered from 1 as in the metrics lines
-        record = {"epoch": self.epoch + 1, "step": self.step, **{k: v for k, v in event.items() if v is not None}}
+        # the epoch it happened in, numbered from 1 as in the metrics lines; the trainer's count, which a
+        # resume restores (the monitor's own is the last validated epoch, and None after a resume)
+        fields = {k: v for k, v in event.items() if v is not None and k != "epoch"}
+        record = {"epoch": self.epoch + 1, "step": self.step, **fields}
         self._log(record)
         if self.ctx.is_main and "message" in event:
             fix = f" Fix: {event['fix']}" if event.get("fix") else ""
@@ -389,12 +397,15 @@ class Trainer:
         if not resumed and self.ctx.is_main:
             (self.out / "metrics.jsonl").write_text("")
             dump(self.cfg, self.out / "config.yaml")
+            rundir.write_run(self.out, self.cfg)
         if self.ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.out))
         if resumed and self.ctx.is_main:
-            print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}", flush=True)
+            where = (f"at epoch {self.epoch + 1}, step {self.step}" if self.epoch < self.cfg.train.epochs
+                     else "after its last epoch, to evaluate it")
+            print(f"resuming {self.out} {where}", flush=True)
         try:
             with self.interrupt:
                 while self.epoch < self.cfg.train.epochs:
@@ -404,11 +415,16 @@ class Trainer:
                     self.run_epoch()
                     if self.interrupt.hit:
                         raise KeyboardInterrupt
-                    if self.end_epoch(epoch_start):
+                    with self.interrupt.shield():  # a second Ctrl-C waits for the epoch's save
+                        stop = self.end_epoch(epoch_start)
+                    if stop:
                         self.stopped_early = True
                         break
+                    if self.interrupt.hit:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
-            self.save_checkpoint()
+            with self.interrupt.shield():
+                self.save_checkpoint()
             if self.ctx.is_main:
                 print(f"\ninterrupted; saved. Resume with: vggnet train --out {self.out} --resume", flush=True)
             raise
@@ -428,24 +444,50 @@ class Trainer:
                                    device=self.device, limit=self.cfg.eval.limit)
             write_eval(result.test, self.out / "eval.json")
             render_report(self.out)
+        if self.ctx.is_main:
+            rundir.write_run(self.out, self.cfg, finished=True)
         distributed.barrier(self.ctx)
         return result
 
 
 def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None = None,
-        param_groups: list[dict] | None = None, resume: bool = False, callbacks: tuple = ()) -> RunResult:
+        param_groups: list[dict] | None = None, resume: bool = False, overwrite: bool = False,
+        callbacks: tuple = ()) -> RunResult:
     """Train ``cfg`` into ``out_dir`` (default runs/<name>). A directory that holds a checkpoint
-    is resumed exactly where it stopped; ``resume=True`` insists on one (an error if none)."""
-    out = Path(out_dir) if out_dir is not None else default_out_dir(cfg)
-    if cfg.model.box_head is not None:  # a localisation net (Appendix A): its own loop
-        from vggnet.train.localisation import fit_localisation
+    of the same run is resumed exactly where it stopped; ``resume=True`` insists on one (an error
+    if none; a finished run is reported, not retrained). A finished run's directory is never
+    trained into again unless ``overwrite=True`` clears it. The directory is locked meanwhile."""
+    out = rundir.prepare(out_dir if out_dir is not None else default_out_dir(cfg))
+    resources.check_device(cfg.device)
+    with rundir.lock(out):
+        rundir.clean_orphans(out)
+        if overwrite:
+            rundir.overwrite(out)
+        if cfg.model.box_head is not None:  # a localisation net (Appendix A): its own loop, no resume
+            from vggnet.train.localisation import fit_localisation
 
-        return fit_localisation(cfg, out)
-    has_checkpoint = (out / "checkpoints" / "last.pt").is_file()
-    if resume and not has_checkpoint:
-        raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
-    trainer = Trainer(cfg, out, model, param_groups, callbacks)
-    try:
-        return trainer.fit(resume=has_checkpoint)
-    finally:
-        distributed.teardown(trainer.ctx)
+            return fit_localisation(cfg, out)
+        state = rundir.status(out)
+        if resume and state == "new":
+            raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
+        if state == "foreign" or (state == "finished" and not resume):
+            rundir.refuse_existing(out, state)
+        if state != "new":
+            rundir.check_same_run(out, cfg)
+        if state == "finished":
+            return finished_result(out)
+        trainer = Trainer(cfg, out, model, param_groups, callbacks)
+        try:
+            return trainer.fit(resume=state == "partial")
+        finally:
+            distributed.teardown(trainer.ctx)
+
+
+def finished_result(out: Path) -> RunResult:
+    """A finished run as its files say (nothing is retrained or re-evaluated)."""
+    from vggnet.report.rundir import read_json, read_metrics
+
+    epochs, _ = read_metrics(out)
+    best = max((e["val_top1"] for e in epochs if e.get("val_top1") is not None), default=-1.0)
+    print(f"{out} is a finished run; nothing to train (vggnet eval {out} evaluates it further)", flush=True)
+    return RunResult(out, best, test=read_json(out / "eval.json"), metrics=epochs)

@@ -135,6 +135,8 @@ def _load_file(path: Path) -> VGG:
 
 def _read_file(path: Path) -> VGG:
     name, suffix = path.name.lower(), path.suffix.lower()
+    if path.is_file() and path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes)")
     if suffix == ".caffemodel":
         return read_caffe(path)
     kind = sniff(path)

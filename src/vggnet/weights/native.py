@@ -7,7 +7,7 @@ torch tensor files that every other format goes through: nothing is ever unpickl
 from __future__ import annotations
 
 import json
-import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,13 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from None
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        with warnings.catch_warnings():  # torch's own notes on the refusal would come before our line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a refused or damaged pickle raises many types
         raise WeightsError(
             f"refused to load {path}: it is not a plain tensor file and would need unsafe unpickling "
             f"({str(exc).splitlines()[0][:120]}); convert it to safetensors from a trusted environment") from None
