@@ -13,7 +13,7 @@
     budgets:
       small: {set: {model.width: 0.25}, grid: {model.name: [A]}, seeds: [0]}
 
-A budget replaces the grid axes and seeds it names and adds its `set` on top. String
+A budget replaces the grid axes and seeds it names and adds its `set` (and `report`) on top. String
 values may use ``{out}`` (the sweep directory), ``{seed}`` and ``{AXIS}``, the cell's value on
 that grid axis (e.g. ``{scale}``); a value that points into another cell's directory makes that
 cell a dependency (e.g. pre-initialising D from the A trained at the same scale and seed).
@@ -95,6 +95,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
     seeds = list(data.get("seeds") or [0])
     overrides = dict(data.get("set") or {})
     budgets = data.get("budgets") or {}
+    report = dict(data.get("report") or {})
     if budget is not None:
         if budget not in budgets:
             raise ConfigError(f"{path}: no budget '{budget}'; defined: {', '.join(budgets) or 'none'}")
@@ -102,6 +103,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
         grid.update(chosen.get("grid") or {})
         overrides.update(chosen.get("set") or {})
         seeds = list(chosen.get("seeds") or seeds)
+        report = {**report, **(chosen.get("report") or {})}
     out_dir = out or data.get("out")
     if budget is not None and out is None and out_dir:
         out_dir = f"{out_dir}-{budget}"
@@ -112,7 +114,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
             raise ConfigError(f"{path}: grid axis '{axis}' needs a non-empty list (or a mapping of named variants)")
     spec = Spec(base=base, overrides=overrides, grid=grid, exclude=list(data.get("exclude") or []),
                 seeds=[int(s) for s in seeds], out=Path(out_dir), budget=budget, study=data.get("study"),
-                report=dict(data.get("report") or {}))
+                report=report)
     expand(spec)  # validate every cell's config now, not halfway through the sweep
     return spec
 
