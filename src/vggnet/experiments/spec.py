@@ -32,9 +32,10 @@ from typing import Any
 import yaml
 
 from vggnet.errors import ConfigError
+from vggnet.experiments.verdicts import check_hypotheses
 from vggnet import config
 
-SPEC_KEYS = ("base", "set", "grid", "exclude", "seeds", "out", "budgets", "study", "report", "budget")
+SPEC_KEYS = ("base", "set", "grid", "exclude", "seeds", "out", "budgets", "study", "report", "budget", "hypotheses")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Spec:
     budget: str | None = None
     study: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    hypotheses: list[dict[str, Any]] = field(default_factory=list)  # pre-registered; see experiments.verdicts
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -114,8 +116,11 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
             raise ConfigError(f"{path}: grid axis '{axis}' needs a non-empty list (or a mapping of named variants)")
     spec = Spec(base=base, overrides=overrides, grid=grid, exclude=list(data.get("exclude") or []),
                 seeds=[int(s) for s in seeds], out=Path(out_dir), budget=budget, study=data.get("study"),
-                report=report)
-    expand(spec)  # validate every cell's config now, not halfway through the sweep
+                report=report, hypotheses=list(data.get("hypotheses") or []))
+    cells = expand(spec)  # validate every cell's config now, not halfway through the sweep
+    protocols = {p for cell in cells for p in cell_config(spec, cell).eval.protocols}
+    ensembles = {str(e.get("name")) for e in report.get("ensembles") or [] if isinstance(e, dict)}
+    check_hypotheses(spec.hypotheses, grid, budget=budget, protocols=protocols, ensembles=ensembles, where=str(path))
     return spec
 
 
