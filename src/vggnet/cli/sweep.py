@@ -9,6 +9,7 @@ import signal
 from vggnet.experiments.report import protocols_markdown, render_sweep, sweep_markdown
 from vggnet.experiments.spec import expand, load_spec
 from vggnet.experiments.sweep import run_sweep
+from vggnet.experiments.verdicts import verdicts_markdown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + sweep_markdown(result.out))
     if spec.report.get("paper"):
         print(protocols_markdown(result.out))
+    verdicts = verdicts_markdown(result.out)
+    if verdicts:
+        print("Pre-registered hypotheses:\n" + verdicts)
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
     print(f"sweep {result.out}: {counts}; report: {report}")
     return 0 if result.counts.get("failed", 0) == 0 else 1

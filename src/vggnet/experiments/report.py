@@ -24,6 +24,7 @@ from vggnet.experiments.summary import (
     mean_std,
     protocol_stats,
 )
+from vggnet.experiments.verdicts import VERDICT_HEADERS, verdict_rows
 from vggnet.report import plots
 from vggnet.report.html import esc, img, page, table, write
 from vggnet.report.run import render_run
@@ -165,6 +166,12 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             png = plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats)
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      img(png, "accuracy box plot")]
+        verdicts = verdict_rows(sweep_dir)
+        if verdicts:
+            body += ["<h2>Pre-registered hypotheses</h2><p>Written in the spec before the runs; a - b is the "
+                     "per-pair difference in points (top-1 error %, or % of runs that never learned), with its "
+                     "seeded 95% bootstrap interval; see vggnet.experiments.verdicts for the rules.</p>",
+                     table(VERDICT_HEADERS, verdicts, left=3, cls="verdicts")]
         if _wants_paper(spec):
             body += _table3_section(stats)
         body += _sweep_protocols_section(rows, stats, _wants_paper(spec))

@@ -34,11 +34,15 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vggnet.errors import ConfigError
+from vggnet.experiments.index import read_rows
 from vggnet.experiments.summary import never_learned
-from vggnet.report.rundir import accuracy
+from vggnet.report.rundir import accuracy, read_json
 
 EXPECTATIONS = ("lower", "higher", "same")
 TESTS = ("bootstrap", "sign")
@@ -238,3 +242,35 @@ def fmt_verdict(v: Verdict) -> tuple[str, str, str]:
     """(verdict, 'mean [low, high]', 'p') strings for tables."""
     interval = "–" if v.mean is None else f"{v.mean:+.1f} [{v.low:+.1f}, {v.high:+.1f}]"
     return v.verdict + (f" ({v.note})" if v.note else ""), interval, "–" if v.p is None else f"{v.p:.3f}"
+
+
+def sweep_verdicts(sweep_dir: str | Path) -> list[tuple[dict[str, Any], Verdict]]:
+    """(hypothesis, verdict) for every hypothesis in a sweep's spec.yaml that applies at its budget."""
+    sweep_dir = Path(sweep_dir)
+    spec_path = sweep_dir / "spec.yaml"
+    spec = (yaml.safe_load(spec_path.read_text()) if spec_path.is_file() else None) or {}
+    hypotheses = [h for h in spec.get("hypotheses") or [] if applies(h, spec.get("budget"))]
+    rows, ensembles = read_rows(sweep_dir), read_json(sweep_dir / "ensembles.json")
+    return [(h, decide(h, differences(h, rows, ensembles))) for h in hypotheses]
+
+
+VERDICT_HEADERS = ["claim", "source", "compared", "n", "mean a - b [interval]", "p (sign)", "verdict"]
+
+
+def verdict_rows(sweep_dir: str | Path) -> list[list[str]]:
+    """One table row per hypothesis (VERDICT_HEADERS), for the HTML report and RESULTS.md."""
+    out = []
+    for h, v in sweep_verdicts(sweep_dir):
+        verdict, interval, p = fmt_verdict(v)
+        out.append([v.claim, v.source, describe(h), str(v.n), interval, p, verdict])
+    return out
+
+
+def verdicts_markdown(sweep_dir: str | Path) -> str:
+    """The verdicts table as Markdown ('' when the spec has no hypotheses)."""
+    rows = verdict_rows(sweep_dir)
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(VERDICT_HEADERS) + " |", "|" + "---|" * len(VERDICT_HEADERS)]
+    lines += ["| " + " | ".join(r[:-1] + [f"**{r[-1]}**"]) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
