@@ -24,7 +24,7 @@ from vggnet.experiments.summary import (
     mean_std,
     protocol_stats,
 )
-from vggnet.experiments.verdicts import VERDICT_HEADERS, verdict_rows
+from vggnet.experiments.verdicts import VERDICT_HEADERS, sweep_verdicts, verdict_rows
 from vggnet.report import plots
 from vggnet.report.html import esc, img, page, table, write
 from vggnet.report.run import render_run
@@ -166,7 +166,7 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             png = plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats)
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      img(png, "accuracy box plot")]
-        verdicts = verdict_rows(sweep_dir)
+        verdicts = verdict_rows(sweep_verdicts(sweep_dir))
         if verdicts:
             body += ["<h2>Pre-registered hypotheses</h2><p>Written in the spec before the runs; a - b is the "
                      "per-pair difference in points (top-1 error %, or % of runs that never learned), with its "
@@ -207,7 +207,13 @@ def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str
     """The per-cell table as Markdown (for docs/RESULTS.md), optionally saving the box plot."""
     sweep_dir = Path(sweep_dir)
     spec = _read_spec(sweep_dir)
-    _, stats = _stats(sweep_dir, spec)
+    rows, _ = _stats(sweep_dir, spec)
+    return cells_markdown(spec, rows, plot)
+
+
+def cells_markdown(spec: dict[str, Any], rows: list[dict[str, Any]], plot: str | Path | None = None) -> str:
+    """The per-cell table of index rows (from sweep.db or an export) as Markdown."""
+    stats = cell_stats(rows)
     if not stats:
         return "(no runs)\n"
     axes = list(stats[0]["key"])
@@ -267,8 +273,13 @@ def protocols_markdown(sweep_dir: str | Path) -> str:
     row pairing runs: in how many runs each protocol scored a lower error than the first one."""
     sweep_dir = Path(sweep_dir)
     spec = _read_spec(sweep_dir)
-    rows, stats = _stats(sweep_dir, spec)
-    headers, body = _protocol_grid(rows, stats, paper=_wants_paper(spec))
+    rows, _ = _stats(sweep_dir, spec)
+    return protocols_table(spec, rows)
+
+
+def protocols_table(spec: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The protocols table of index rows (from sweep.db or an export) as Markdown."""
+    headers, body = _protocol_grid(rows, cell_stats(rows), paper=_wants_paper(spec))
     if not body:
         return "(no evaluated runs)\n"
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

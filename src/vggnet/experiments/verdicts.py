@@ -249,26 +249,36 @@ def sweep_verdicts(sweep_dir: str | Path) -> list[tuple[dict[str, Any], Verdict]
     sweep_dir = Path(sweep_dir)
     spec_path = sweep_dir / "spec.yaml"
     spec = (yaml.safe_load(spec_path.read_text()) if spec_path.is_file() else None) or {}
+    return spec_verdicts(spec, read_rows(sweep_dir), read_json(sweep_dir / "ensembles.json"))
+
+
+def spec_verdicts(spec: dict[str, Any], rows: list[dict[str, Any]],
+                  ensembles: dict[str, Any]) -> list[tuple[dict[str, Any], Verdict]]:
+    """(hypothesis, verdict) from a spec (as in spec.yaml), index rows and ensembles.json's results."""
     hypotheses = [h for h in spec.get("hypotheses") or [] if applies(h, spec.get("budget"))]
-    rows, ensembles = read_rows(sweep_dir), read_json(sweep_dir / "ensembles.json")
     return [(h, decide(h, differences(h, rows, ensembles))) for h in hypotheses]
 
 
 VERDICT_HEADERS = ["claim", "source", "compared", "n", "mean a - b [interval]", "p (sign)", "verdict"]
 
 
-def verdict_rows(sweep_dir: str | Path) -> list[list[str]]:
+def verdict_rows(pairs: list[tuple[dict[str, Any], Verdict]]) -> list[list[str]]:
     """One table row per hypothesis (VERDICT_HEADERS), for the HTML report and RESULTS.md."""
     out = []
-    for h, v in sweep_verdicts(sweep_dir):
+    for h, v in pairs:
         verdict, interval, p = fmt_verdict(v)
         out.append([v.claim, v.source, describe(h), str(v.n), interval, p, verdict])
     return out
 
 
 def verdicts_markdown(sweep_dir: str | Path) -> str:
-    """The verdicts table as Markdown ('' when the spec has no hypotheses)."""
-    rows = verdict_rows(sweep_dir)
+    """The verdicts table of a sweep directory as Markdown ('' when the spec has no hypotheses)."""
+    return verdicts_table(sweep_verdicts(sweep_dir))
+
+
+def verdicts_table(pairs: list[tuple[dict[str, Any], Verdict]]) -> str:
+    """(hypothesis, verdict) pairs as a Markdown table ('' when there are none)."""
+    rows = verdict_rows(pairs)
     if not rows:
         return ""
     lines = ["| " + " | ".join(VERDICT_HEADERS) + " |", "|" + "---|" * len(VERDICT_HEADERS)]
