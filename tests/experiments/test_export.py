@@ -56,3 +56,17 @@ def test_committed_exports_recompute_the_tables_in_results_md(path):
     document = (DOCS / "RESULTS.md").read_text()
     cells_table = tables(path).split("\n\n")[0]
     assert cells_table.strip() in document, f"the cells table recomputed from {path.name} is not in RESULTS.md"
+
+
+def test_study_plot_from_an_export(tmp_path, fake_train):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"base": {"data": {"name": "synthetic", "num_classes": 4},
+                                                  "train": {"epochs": 1}},
+                                         "grid": {"model.name": ["A", "B"]}, "seeds": [0, 1],
+                                         "out": str(tmp_path / "sweep")}))
+    spec = load_spec(spec_path)
+    run_sweep(spec, command=fake_train, log=lambda _: None)
+    path = export_sweep(spec.out, tmp_path / "s.jsonl")
+    png = tmp_path / "s.png"
+    assert main(["--tables", str(path), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(png.read_bytes()) > 2000

@@ -2,7 +2,7 @@
 recomputed from it, so every published number can be checked without the run directories.
 
     python -m vggnet.experiments.export runs/studies/init-medium docs/results/init-medium.jsonl
-    python -m vggnet.experiments.export --tables docs/results/init-medium.jsonl
+    python -m vggnet.experiments.export --tables docs/results/init-medium.jsonl --plot docs/results/init-medium.png
 
 The file's first line is the header, {"export": "vggnet-sweep", "version": 1, "spec": {...}}
 (the sweep's study, budget, grid axes, report options and hypotheses); then one line per run,
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vggnet.errors import ConfigError
-from vggnet.experiments.report import _read_spec, _stats, cells_markdown, protocols_table
+from vggnet.experiments.report import _read_spec, _stats, cells_markdown, protocols_table, study_plot
 from vggnet.experiments.summary import never_learned
 from vggnet.experiments.verdicts import spec_verdicts, verdicts_table
 from vggnet.files import atomic_write
@@ -121,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="a sweep directory (to export) or, with --tables, an export file")
     p.add_argument("dest", nargs="?", help="the JSONL file to write, e.g. docs/results/init-medium.jsonl")
     p.add_argument("--tables", action="store_true", help="print the RESULTS.md tables recomputed from an export")
+    p.add_argument("--plot", help="with --tables: also write the study's plot (PNG) here")
     args = p.parse_args(argv)
     if args.tables:
         print(tables(args.source), end="")
+        if args.plot:
+            spec, rows, _ = read_export(args.source)
+            Path(args.plot).write_bytes(study_plot(spec, rows))
         return 0
     if not args.dest:
         p.error("give the file to write")

@@ -24,7 +24,7 @@ from vggnet.experiments.summary import (
     mean_std,
     protocol_stats,
 )
-from vggnet.experiments.verdicts import VERDICT_HEADERS, sweep_verdicts, verdict_rows
+from vggnet.experiments.verdicts import VERDICT_HEADERS, bootstrap_interval, sweep_verdicts, verdict_rows
 from vggnet.report import plots
 from vggnet.report.html import esc, img, page, table, write
 from vggnet.report.run import render_run
@@ -147,6 +147,17 @@ def _confusion_section(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
             f"class, columns the predicted one.{order}</p>", img(plots.confusion_grid(summed), "confusion matrices")]
 
 
+def study_plot(spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
+    """The study's plot: test top-1 error % per cell, every seed a dot, with the mean's seeded
+    95% bootstrap interval (PNG bytes)."""
+    cells = []
+    for stats in cell_stats(rows):
+        errors = [100.0 * (1.0 - a) for a in stats["accs"]]
+        interval = bootstrap_interval(errors) if len(errors) > 1 else None
+        cells.append((", ".join(str(v) for v in stats["key"].values()) or "all", errors, interval))
+    return plots.cell_points(cells)
+
+
 def render_sweep(sweep_dir: str | Path) -> Path:
     """Write sweep_dir/report.html: per-cell statistics, box plots, curves, failures."""
     sweep_dir = Path(sweep_dir)
@@ -166,6 +177,7 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             png = plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats)
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      img(png, "accuracy box plot")]
+            body += ["<h2>Test top-1 error per cell</h2>", img(study_plot(spec, rows), "error per cell and seed")]
         verdicts = verdict_rows(sweep_verdicts(sweep_dir))
         if verdicts:
             body += ["<h2>Pre-registered hypotheses</h2><p>Written in the spec before the runs; a - b is the "
