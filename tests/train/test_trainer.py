@@ -28,8 +28,9 @@ def epochs(path):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows if "train_loss" in r]
 
 
-def test_run_directory(tmp_path, tiny_cfg):
+def test_run_directory(tmp_path, tiny_cfg, capsys, check_run_outputs):
     result = fit(tiny_cfg(), tmp_path / "run")
+    check_run_outputs(tmp_path / "run", capsys.readouterr().out)
     run = tmp_path / "run"
     for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "model.safetensors", "eval.json"):
         assert (run / name).is_file(), name

@@ -176,3 +176,21 @@ def cell_points(cells: list[tuple[str, list[float], tuple[float, float] | None]]
     ax.set_title("dots: seeds; black: mean; red: 95% bootstrap interval of the mean", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
+
+
+def example_grid(images: Any, titles: list[str], *, columns: int = 8, colours: list[str] | None = None) -> bytes:
+    """Thumbnails (uint8 N x C x H x W) in a grid, each with its caption (true / predicted, p)."""
+    n = len(titles)
+    rows = max(1, math.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.75 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        image = images[k]
+        if image.shape[0] == 1:
+            ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(image[:3].transpose(1, 2, 0))
+        ax.set_title(titles[k], fontsize=6.5, color=(colours[k] if colours else "black"))
+    return _png(fig)

@@ -292,6 +292,19 @@ class Trainer:
             bar.close()
         self.wall += time.perf_counter() - timer
 
+    def _print_epoch(self, record: dict[str, Any]) -> None:
+        """One line per epoch that stays on screen: written above the progress bar (tqdm.write),
+        plain print in log files."""
+        line = (f"epoch {record['epoch']}/{self.cfg.train.epochs}  train loss {record['train_loss']:.4f}  "
+                f"val top-1 error {100 * (1 - record['val_top1']):.2f}%  lr {record['lr']:.3g}  "
+                f"{record['wall_s'] / 60:.1f} min")
+        if self.cfg.train.progress:
+            from tqdm import tqdm
+
+            tqdm.write(line)
+        else:
+            print(line, flush=True)
+
     def _bar(self) -> Any:
         if not (self.cfg.train.progress and self.ctx.is_main):
             return None
@@ -330,6 +343,8 @@ class Trainer:
         if self.device.type == "cuda":
             record["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self._log(record)
+        if self.ctx.is_main:
+            self._print_epoch(record)
         if self.monitor is not None:
             history = [m["train_loss"] for m in self.metrics if "train_loss" in m]
             self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
@@ -360,6 +375,7 @@ class Trainer:
     def fit(self, resume: bool) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
+        self.resumed = bool(resumed)  # for run.json: the report says whether the run was resumed
         if not resumed and self.ctx.is_main:
             (self.out / "metrics.jsonl").write_text("")
             dump(self.cfg, self.out / "config.yaml")
@@ -401,6 +417,15 @@ class Trainer:
                                    protocols=tuple(self.cfg.eval.protocols), scales=self.cfg.eval.scales,
                                    device=self.device, limit=self.cfg.eval.limit)
             write_eval(result.test, self.out / "eval.json")
+            from vggnet.eval.examples import collect_examples, write_examples
+            from vggnet.eval.preprocess import Preprocessing
+            from vggnet.train.runinfo import write_run_info
+
+            prep = Preprocessing.from_config(self.cfg, self.stats, best.config["in_channels"])
+            examples = collect_examples(best, self.ds, prep, device=self.device, limit=self.cfg.eval.limit,
+                                        batch_size=self.cfg.eval.batch_size)
+            write_examples(examples, list(self.ds.classes), self.out / "examples.safetensors")
+            write_run_info(self.out, resumed=getattr(self, "resumed", False), device=str(self.device))
             render_report(self.out)
         distributed.barrier(self.ctx)
         return result
