@@ -45,3 +45,29 @@ def test_sweep_report_renders_in_chromium(tmp_path, fake_train):
     assert 'alt="confusion matrices"' in dom
     assert '<table class="cells">' in dom and '<table class="paper">' in dom
     assert dom.count("<tr>") >= 1 + 4  # header + one row per cell
+
+
+def test_run_report_images_decode_in_chromium(run_dir, tmp_path):
+    """The example grids (and every other figure) are real images: Chromium decodes each one.
+    The report has no JavaScript; a copy with a checking script is what the browser loads."""
+    import torch
+
+    from vggnet.eval.examples import write_examples
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 1, 28, 28), generator=g, dtype=torch.uint8)
+    write_examples({"mistakes": images[:2], "mistakes_true": torch.tensor([6, 4]),
+                    "mistakes_pred": torch.tensor([0, 2]), "mistakes_prob": torch.tensor([0.97, 0.88]),
+                    "correct": images[2:], "correct_true": torch.tensor([0, 1, 1]),
+                    "correct_pred": torch.tensor([0, 1, 1]), "correct_prob": torch.tensor([0.99, 0.98, 0.9])},
+                   ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt"],
+                   run_dir / "examples.safetensors")
+    html = render_run(run_dir).read_text()
+    assert "<script" not in html
+    assert 'alt="most confident mistakes"' in html and 'alt="correct examples per class"' in html
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", "<script>window.onload=()=>{const i=[...document.images];"
+                                  "document.body.setAttribute('data-decoded',i.filter(x=>x.complete&&x.naturalWidth>50)"
+                                  ".length+'/'+i.length)}</script></body>"))
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probe.as_uri()).stdout
+    assert 'data-decoded="4/4"' in dom  # curves, confusion, mistakes, correct examples

@@ -102,3 +102,74 @@ def test_loc_ablations_are_table_8_scr_vs_pcr_and_all_vs_fc_from_one_classifier(
     ref = config.load(STUDIES.parent / "fashion-mnist" / "loc-classifier.yaml")  # benchmarks/localisation.py's
     small = [cfg for cell, cfg in configs("loc_ablations", "small").values() if cell.key["box"] == "cls"]
     assert all((cfg.model, cfg.data, cfg.train) == (ref.model, ref.data, ref.train) for cfg in small)
+
+
+@pytest.mark.parametrize("name", ["seed001", "init", "paper_ablations"])
+def test_medium_budget_is_the_full_training_set_at_width_a_quarter(name):
+    full = configs(name)
+    medium = configs(name, "medium")
+    assert all(cfg.data.subset is None and cfg.model.width >= 0.25 and cfg.data.val_fraction > 0
+               for _, cfg in medium.values())
+    assert len({cfg.seed for _, cfg in medium.values()}) >= 3
+    # the study's own recipe is inherited, not restated: only scale-related keys differ from full
+    scale_keys = {"model.width", "data.subset", "data.val_fraction", "train.epochs", "train.batch_size",
+                  "train.plateau_patience", "train.health_every", "eval.limit"}
+    m_cell, m_cfg = next(iter(medium.values()))
+    f_cfg = next(cfg for cell, cfg in full.values() if cell.key == m_cell.key and cell.seed == m_cell.seed)
+    from vggnet import config as C
+
+    flat = lambda cfg: {f"{s}.{k}": v for s, d in C.to_dict(cfg).items() if isinstance(d, dict) for k, v in d.items()}
+    changed = {k for k, v in flat(m_cfg).items() if flat(f_cfg)[k] != v}
+    assert changed <= scale_keys, changed - scale_keys
+
+
+def test_seed001_batch_curve_is_the_notes_curve_on_the_full_data():
+    cells = configs("seed001", "batch-curve")
+    assert len(cells) == 2 * 2 * 7 * 3
+    assert {cfg.train.batch_size for _, cfg in cells.values()} == {8, 16, 32, 64, 128, 256, 512}
+    assert {(cfg.model.name, cfg.model.batch_norm) for _, cfg in cells.values()} == {
+        (n, bn) for n in ("A", "E") for bn in (False, True)}
+    assert all(cfg.data.subset is None and cfg.train.early_stop_patience == 10 and cfg.train.epochs >= 50
+               for _, cfg in cells.values())
+
+
+@pytest.mark.parametrize("name, budget, measured_min", [
+    ("init", "small", 6.3), ("paper_ablations", "small", 21.0)])  # docs/RESULTS.md, --jobs 2 on 2 cores
+def test_estimate_matches_the_small_budgets_measured_wall_time(name, budget, measured_min):
+    from vggnet.experiments.estimate import estimate
+
+    spec = load_spec(STUDIES / f"{name}.yaml", budget=budget, out="/sweep")
+    _, seconds, _ = estimate(spec, expand(spec), jobs=2, cores=2)
+    assert 0.7 * measured_min < seconds / 60 < 1.35 * measured_min
+
+
+@pytest.mark.parametrize("name", ["seed001", "init", "paper_ablations"])
+def test_medium_budgets_fit_about_three_hours_and_the_cli_prints_it(name, capsys):
+    from vggnet.cli import main
+    from vggnet.experiments.estimate import estimate
+
+    spec = load_spec(STUDIES / f"{name}.yaml", budget="medium", out="/sweep")
+    _, seconds, _ = estimate(spec, expand(spec), jobs=2, cores=2)
+    assert 2.0 < seconds / 3600 < 3.5
+    assert main(["sweep", str(STUDIES / f"{name}.yaml"), "--budget", "medium", "--jobs", "2", "--dry-run",
+                 "--out", "/tmp/never-written"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"x 3 seeds = {len(expand(spec))} runs" in last and "estimated" in last and " h " in last
+
+
+def test_unknown_budget_is_exit_2_naming_it(capsys):
+    from vggnet.cli import main
+
+    assert main(["sweep", str(STUDIES / "init.yaml"), "--budget", "huge", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no budget 'huge'" in err[0] and "medium" in err[0]
+
+
+@pytest.mark.parametrize("name, budget", [(n, b) for n in ("seed001", "init", "paper_ablations")
+                                          for b in (None, "small", "medium")] + [("seed001", "batch-curve")])
+def test_every_study_pre_registers_hypotheses_that_name_real_cells(name, budget):
+    from vggnet.experiments.verdicts import applies
+
+    spec = load_spec(STUDIES / f"{name}.yaml", budget=budget, out="/sweep")  # a bad cell would raise here
+    wanted = [h for h in spec.hypotheses if applies(h, budget)]
+    assert len(wanted) >= 2 and all(h.get("claim") and h.get("source") and h.get("test") for h in wanted)

@@ -134,8 +134,9 @@ def test_sweep_report_tables_and_box_plot(tmp_path, fake_train):
                                 seeds=[0, 1, 2], report={"paper": True}))
     run_sweep(spec, command=fake_train, log=lambda _: None)
     html = render_sweep(spec.out).read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4
     assert 'alt="accuracy box plot"' in html and 'alt="validation curves"' in html
+    assert 'alt="error per cell and seed"' in html
     assert 'alt="confusion matrices"' in html and "Classes in order: c0, c1, c2, c3" in html
     assert 'class="cells"' in html and 'class="paper"' in html and 'class="protocols"' in html
     assert "80.0" in html and "33%" in html  # max accuracy and the never-learned share

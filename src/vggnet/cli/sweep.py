@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 from vggnet.experiments.report import protocols_markdown, render_sweep, sweep_markdown
 from vggnet.experiments.spec import expand, load_spec
 from vggnet.experiments.sweep import run_sweep
+from vggnet.experiments.verdicts import verdicts_markdown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", help="a named budget from the spec, e.g. 'small'")
     p.add_argument("--jobs", type=int, default=1, help="cells run side by side (default 1)")
     p.add_argument("--out", help="sweep directory (default: the spec's out, suffixed with the budget)")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells, the number of runs and the estimated wall time with --jobs, and exit")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again")
     p.set_defaults(func=run)
 
@@ -32,7 +35,16 @@ def run(args: argparse.Namespace) -> int:
         for cell in cells:
             after = f"  (after {', '.join(cell.depends)})" if cell.depends else ""
             print(f"{cell.dir}{after}")
-        print(f"{len(cells)} runs in {spec.out}")
+        from vggnet.experiments.estimate import estimate, hours
+
+        stop = spec.report.get("stop_epoch")
+        _, bound, stopped = estimate(spec, cells, jobs=args.jobs, stop_epoch=stop)
+        points = len({cell.key_json for cell in cells})
+        line = f"{points} cells x {len(spec.seeds)} seeds = {len(cells)} runs in {spec.out}; estimated {hours(bound)}"
+        line += f" with --jobs {args.jobs} on {os.cpu_count()} cores (every run to its last epoch)"
+        if stop and stopped < bound:
+            line += f", {hours(stopped)} if early stopping ends runs at epoch {stop}"
+        print(line)
         return 0
     signal.signal(signal.SIGTERM, _interrupt)
     result = run_sweep(spec, jobs=args.jobs, retry_failed=args.retry_failed)
@@ -44,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + sweep_markdown(result.out))
     if spec.report.get("paper"):
         print(protocols_markdown(result.out))
+    verdicts = verdicts_markdown(result.out)
+    if verdicts:
+        print("Pre-registered hypotheses:\n" + verdicts)
     counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
     print(f"sweep {result.out}: {counts}; report: {report}")
     return 0 if result.counts.get("failed", 0) == 0 else 1

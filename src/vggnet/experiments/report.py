@@ -24,6 +24,7 @@ from vggnet.experiments.summary import (
     mean_std,
     protocol_stats,
 )
+from vggnet.experiments.verdicts import VERDICT_HEADERS, bootstrap_interval, sweep_verdicts, verdict_rows
 from vggnet.report import plots
 from vggnet.report.html import esc, img, page, table, write
 from vggnet.report.run import render_run
@@ -165,6 +166,17 @@ def _confusion_section(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
             f"class, columns the predicted one.{order}</p>", img(plots.confusion_grid(summed), "confusion matrices")]
 
 
+def study_plot(spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
+    """The study's plot: test top-1 error % per cell, every seed a dot, with the mean's seeded
+    95% bootstrap interval (PNG bytes)."""
+    cells = []
+    for stats in cell_stats(rows):
+        errors = [100.0 * (1.0 - a) for a in stats["accs"]]
+        interval = bootstrap_interval(errors) if len(errors) > 1 else None
+        cells.append((", ".join(str(v) for v in stats["key"].values()) or "all", errors, interval))
+    return plots.cell_points(cells)
+
+
 def render_sweep(sweep_dir: str | Path) -> Path:
     """Write sweep_dir/report.html: per-cell statistics, box plots, curves, failures."""
     sweep_dir = Path(sweep_dir)
@@ -184,6 +196,13 @@ def render_sweep(sweep_dir: str | Path) -> Path:
             png = plots.box_by_x(stats, x_axis) if x_axis else plots.box_by_cell(stats)
             body += [f"<h2>Test accuracy over seeds{' vs ' + x_axis.split('.')[-1] if x_axis else ''}</h2>",
                      img(png, "accuracy box plot")]
+            body += ["<h2>Test top-1 error per cell</h2>", img(study_plot(spec, rows), "error per cell and seed")]
+        verdicts = verdict_rows(sweep_verdicts(sweep_dir))
+        if verdicts:
+            body += ["<h2>Pre-registered hypotheses</h2><p>Written in the spec before the runs; a - b is the "
+                     "per-pair difference in points (top-1 error %, or % of runs that never learned), with its "
+                     "seeded 95% bootstrap interval; see vggnet.experiments.verdicts for the rules.</p>",
+                     table(VERDICT_HEADERS, verdicts, left=3, cls="verdicts")]
         if _wants_paper(spec):
             body += _table3_section(rows, stats)
         body += _sweep_protocols_section(rows, stats, _wants_paper(spec))
@@ -219,7 +238,13 @@ def sweep_markdown(sweep_dir: str | Path, plot: str | Path | None = None) -> str
     """The per-cell table as Markdown (for docs/RESULTS.md), optionally saving the box plot."""
     sweep_dir = Path(sweep_dir)
     spec = _read_spec(sweep_dir)
-    rows, stats = _stats(sweep_dir, spec)
+    rows, _ = _stats(sweep_dir, spec)
+    return cells_markdown(spec, rows, plot)
+
+
+def cells_markdown(spec: dict[str, Any], rows: list[dict[str, Any]], plot: str | Path | None = None) -> str:
+    """The per-cell table of index rows (from sweep.db or an export) as Markdown."""
+    stats = cell_stats(rows)
     if not stats:
         return "(no runs)\n"
     axes = list(stats[0]["key"])
@@ -283,8 +308,13 @@ def protocols_markdown(sweep_dir: str | Path) -> str:
     row pairing runs: in how many runs each protocol scored a lower error than the first one."""
     sweep_dir = Path(sweep_dir)
     spec = _read_spec(sweep_dir)
-    rows, stats = _stats(sweep_dir, spec)
-    headers, body = _protocol_grid(rows, stats, paper=_wants_paper(spec))
+    rows, _ = _stats(sweep_dir, spec)
+    return protocols_table(spec, rows)
+
+
+def protocols_table(spec: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The protocols table of index rows (from sweep.db or an export) as Markdown."""
+    headers, body = _protocol_grid(rows, cell_stats(rows), paper=_wants_paper(spec))
     if not body:
         return "(no evaluated runs)\n"
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

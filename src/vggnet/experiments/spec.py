@@ -13,7 +13,7 @@
     budgets:
       small: {set: {model.width: 0.25}, grid: {model.name: [A]}, seeds: [0]}
 
-A budget replaces the grid axes and seeds it names and adds its `set` on top. String
+A budget replaces the grid axes and seeds it names and adds its `set` (and `report`) on top. String
 values may use ``{out}`` (the sweep directory), ``{seed}`` and ``{AXIS}``, the cell's value on
 that grid axis (e.g. ``{scale}``); a value that points into another cell's directory makes that
 cell a dependency (e.g. pre-initialising D from the A trained at the same scale and seed).
@@ -32,9 +32,10 @@ from typing import Any
 import yaml
 
 from vggnet.errors import ConfigError
+from vggnet.experiments.verdicts import check_hypotheses
 from vggnet import config
 
-SPEC_KEYS = ("base", "set", "grid", "exclude", "seeds", "out", "budgets", "study", "report", "budget")
+SPEC_KEYS = ("base", "set", "grid", "exclude", "seeds", "out", "budgets", "study", "report", "budget", "hypotheses")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Spec:
     budget: str | None = None
     study: str | None = None
     report: dict[str, Any] = field(default_factory=dict)
+    hypotheses: list[dict[str, Any]] = field(default_factory=list)  # pre-registered; see experiments.verdicts
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -95,6 +97,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
     seeds = list(data.get("seeds") or [0])
     overrides = dict(data.get("set") or {})
     budgets = data.get("budgets") or {}
+    report = dict(data.get("report") or {})
     if budget is not None:
         if budget not in budgets:
             raise ConfigError(f"{path}: no budget '{budget}'; defined: {', '.join(budgets) or 'none'}")
@@ -102,6 +105,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
         grid.update(chosen.get("grid") or {})
         overrides.update(chosen.get("set") or {})
         seeds = list(chosen.get("seeds") or seeds)
+        report = {**report, **(chosen.get("report") or {})}
     out_dir = out or data.get("out")
     if budget is not None and out is None and out_dir:
         out_dir = f"{out_dir}-{budget}"
@@ -112,8 +116,11 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
             raise ConfigError(f"{path}: grid axis '{axis}' needs a non-empty list (or a mapping of named variants)")
     spec = Spec(base=base, overrides=overrides, grid=grid, exclude=list(data.get("exclude") or []),
                 seeds=[int(s) for s in seeds], out=Path(out_dir), budget=budget, study=data.get("study"),
-                report=dict(data.get("report") or {}))
-    expand(spec)  # validate every cell's config now, not halfway through the sweep
+                report=report, hypotheses=list(data.get("hypotheses") or []))
+    cells = expand(spec)  # validate every cell's config now, not halfway through the sweep
+    protocols = {p for cell in cells for p in cell_config(spec, cell).eval.protocols}
+    ensembles = {str(e.get("name")) for e in report.get("ensembles") or [] if isinstance(e, dict)}
+    check_hypotheses(spec.hypotheses, grid, budget=budget, protocols=protocols, ensembles=ensembles, where=str(path))
     return spec
 
 

@@ -101,6 +101,7 @@ def prepare(spec: Spec) -> tuple[list[Cell], Index]:
     (spec.out / "spec.yaml").write_text(yaml.safe_dump({
         "study": spec.study, "budget": spec.budget, "grid": spec.grid, "seeds": spec.seeds,
         "set": spec.overrides, "exclude": spec.exclude, "report": spec.report, "base": spec.base,
+        "hypotheses": spec.hypotheses,
     }, sort_keys=False))
     return cells, index
 

@@ -154,3 +154,43 @@ def sweep_curves(curves: dict[str, list[list[dict[str, Any]]]], key: str = "val_
     fig.supxlabel("epoch")
     fig.supylabel(key)
     return _png(fig)
+
+
+def cell_points(cells: list[tuple[str, list[float], tuple[float, float] | None]],
+                ylabel: str = "test top-1 error %") -> bytes:
+    """One column per cell: every seed's value as a dot, the mean as a bar and its interval as a
+    line, so the spread and the n of each cell are seen at a glance (the study's plot)."""
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(cells) + 1.5), 3.4))
+    for i, (label, values, interval) in enumerate(cells):
+        if not values:
+            continue
+        offsets = [(j - (len(values) - 1) / 2) * min(0.08, 0.5 / len(values)) for j in range(len(values))]
+        ax.scatter([i + o for o in offsets], values, s=14, color="tab:blue", alpha=0.7, zorder=3)
+        mean = sum(values) / len(values)
+        ax.hlines(mean, i - 0.3, i + 0.3, color="black", lw=2, zorder=4)
+        if interval is not None:
+            ax.vlines(i + 0.34, interval[0], interval[1], color="tab:red", lw=2, zorder=4)
+    ax.set_xticks(range(len(cells)), [f"{c[0]}\n(n={len(c[1])})" for c in cells], rotation=60 if len(cells) > 8
+                  else 0, fontsize=7, ha="right" if len(cells) > 8 else "center")
+    ax.set_ylabel(ylabel)
+    ax.set_title("dots: seeds; black: mean; red: 95% bootstrap interval of the mean", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def example_grid(images: Any, titles: list[str], *, columns: int = 8, colours: list[str] | None = None) -> bytes:
+    """Thumbnails (uint8 N x C x H x W) in a grid, each with its caption (true / predicted, p)."""
+    n = len(titles)
+    rows = max(1, math.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.75 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        image = images[k]
+        if image.shape[0] == 1:
+            ax.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(image[:3].transpose(1, 2, 0))
+        ax.set_title(titles[k], fontsize=6.5, color=(colours[k] if colours else "black"))
+    return _png(fig)

@@ -61,7 +61,9 @@ def _analysis_section(evaluation: dict[str, Any]) -> list[str]:
             if analysis.get(key):
                 out.append(f'<p class="warn">{esc(analysis[key])}</p>')
         share = analysis.get("prediction_share")
-        scalars = [[k.replace("_", " "), v] for k, v in analysis.items()
+        scalars = [[k.replace("_", " ") + (" %" if k.endswith(("share", "rate")) else ""),
+                    f"{100 * v:.1f}" if k.endswith(("share", "rate")) and isinstance(v, float) else v]
+                   for k, v in analysis.items()
                    if not isinstance(v, (dict, list)) and v is not None and k not in WARN_KEYS]
         if scalars:
             out.append(table(["", "value"], scalars, cls="analysis"))
@@ -75,6 +77,10 @@ def _analysis_section(evaluation: dict[str, Any]) -> list[str]:
     per_class = evaluation.get("per_class")
     if per_class:
         cols, rows = _per_class_rows(per_class, classes)
+        ratios = [i for i, c in enumerate(cols) if c in ("precision", "recall", "f1")]  # fractions -> %, one unit
+        rows = [[r[0]] + [f"{100 * v:.1f}" if i in ratios and isinstance(v, (int, float)) else v
+                          for i, v in enumerate(r[1:])] for r in rows]
+        cols = [f"{c} %" if i in ratios else c for i, c in enumerate(cols)]
         if isinstance(share, list) and len(share) == len(rows):
             cols, rows = cols + ["share of predictions"], [r + [f"{100 * v:.1f}%"] for r, v in zip(rows, share)]
         out += [f"<h2>Per class</h2><p>{_source(evaluation)}</p>", table(["class"] + cols, rows, cls="per-class")]
@@ -109,6 +115,64 @@ def _generic(value: Any) -> str:
     return f"<pre>{esc(json.dumps(value, indent=1) if not isinstance(value, str) else value)}</pre>"
 
 
+def read_examples(run_dir: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """(arrays, class names) from examples.safetensors (vggnet.eval.examples); ({}, []) if absent."""
+    path = Path(run_dir) / "examples.safetensors"
+    if not path.is_file():
+        return {}, []
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            arrays = {k: fh.get_tensor(k) for k in fh.keys()}
+            classes = json.loads((fh.metadata() or {}).get("classes") or "[]")
+    except Exception:  # noqa: BLE001 - a torn or foreign file: the report goes on without images
+        return {}, []
+    return arrays, classes
+
+
+def _examples_section(run_dir: Path) -> list[str]:
+    """The most confident mistakes, then each class's most confident correct examples."""
+    arrays, classes = read_examples(run_dir)
+
+    def name(i: int) -> str:
+        return classes[i] if 0 <= i < len(classes) else str(i)
+
+    out: list[str] = []
+    if "mistakes" in arrays:
+        titles = [f"true {name(t)}\npred {name(p)} {100 * q:.0f}%" for t, p, q in
+                  zip(arrays["mistakes_true"], arrays["mistakes_pred"], arrays["mistakes_prob"])]
+        out += ["<h2>Most confident mistakes</h2><p>Test images (centre crop) the net got wrong with the highest "
+                "probability for the wrong class: true label, predicted label, its probability.</p>",
+                img(plots.example_grid(arrays["mistakes"], titles, colours=["firebrick"] * len(titles)),
+                    "most confident mistakes")]
+    if "correct" in arrays:
+        titles = [f"{name(t)} {100 * q:.0f}%" for t, q in zip(arrays["correct_true"], arrays["correct_prob"])]
+        per_class = max(1, round(len(titles) / max(1, len(set(arrays["correct_true"].tolist())))))
+        out += ["<h2>Correct examples per class</h2><p>Each class's most confident correct test images; a class "
+                "with none here was never predicted right.</p>",
+                img(plots.example_grid(arrays["correct"], titles, columns=max(per_class * 3, 6)),
+                    "correct examples per class")]
+    return out
+
+
+def _run_facts(run_dir: Path, epochs: list[dict[str, Any]]) -> list[list[Any]]:
+    """Wall time, images/s, date, versions and whether the run resumed (run.json, metrics)."""
+    facts: list[list[Any]] = []
+    if epochs and epochs[-1].get("wall_s") is not None:
+        facts.append(["training wall time", f"{epochs[-1]['wall_s'] / 60:.1f} min"])
+    rates = [e["images_per_s"] for e in epochs if e.get("images_per_s")]
+    if rates:
+        facts.append(["training images/s (mean over epochs)", f"{sum(rates) / len(rates):.0f}"])
+    info = read_json(run_dir / "run.json")
+    if info:
+        facts.append(["finished", info.get("finished_at", "")])
+        facts.append(["resumed from a checkpoint", "yes" if info.get("resumed") else "no"])
+        facts.append(["device", info.get("device", "")])
+        facts += [[name, version] for name, version in (info.get("versions") or {}).items()]
+    return facts
+
+
 def _events_section(events: list[dict[str, Any]]) -> list[str]:
     if not events:
         return ["<h2>Health</h2><p>No health events were logged.</p>"]
@@ -131,7 +195,7 @@ def render_run(run_dir: str | Path) -> Path:
     if epochs:
         summary.append(["epochs", max(e["epoch"] for e in epochs)])
     if vals:
-        summary.append(["best val top-1", max(vals)])
+        summary.append(["best val top-1 error %", f"{100 * (1 - max(vals)):.2f}"])
     primary = primary_protocol(evaluation)
     if primary:
         row = evaluation["protocols"][primary]
@@ -139,6 +203,7 @@ def render_run(run_dir: str | Path) -> Path:
                         pct(row.get("top1_error"))])
     if not evaluation:
         body.append('<p class="muted">No eval.json yet: the run is unfinished or failed before testing.</p>')
+    summary += _run_facts(run_dir, epochs)
     body.append(table(["", "value"], summary, cls="summary") if summary else "")
     if epochs:
         body += ["<h2>Learning curves</h2>", img(plots.learning_curves(epochs), "learning curves")]
@@ -148,6 +213,7 @@ def render_run(run_dir: str | Path) -> Path:
         body += [f"<h2>Confusion matrix</h2><p>{_source(evaluation)}</p>",
                  img(plots.confusion_matrix(evaluation["confusion"], evaluation.get("classes") or []),
                       "confusion matrix")]
+    body += _examples_section(run_dir)
     body += _analysis_section(evaluation)
     body += _events_section(events)
     if config:

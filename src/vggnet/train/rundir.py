@@ -196,9 +196,10 @@ def fingerprint(keys: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
 
 
-def write_run(out: Path, cfg: RunConfig, *, finished: bool = False) -> None:
+def write_run(out: Path, cfg: RunConfig, *, finished: bool = False, info: dict[str, Any] | None = None) -> None:
+    """run.json: the fingerprint, whether the run finished and, once it has, ``info`` (train/runinfo.py)."""
     keys = defining_keys(cfg)
-    record = {"fingerprint": fingerprint(keys), "keys": keys, "finished": finished}
+    record = {"fingerprint": fingerprint(keys), "keys": keys, "finished": finished, **(info or {})}
     atomic_write(out / RUN_FILE, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
 
 

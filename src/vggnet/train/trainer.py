@@ -26,6 +26,7 @@ from vggnet.weights.native import load_weights, save_weights
 from vggnet.train import checkpoint, distributed, health, resources, rundir
 from vggnet.config import RunConfig, dump
 from vggnet.files import atomic_write
+from vggnet.train.runinfo import run_info
 from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 
@@ -258,7 +259,8 @@ class Trainer:
 
     def check_before_training(self) -> None:
         """Refuse (exit 2) a config whose init-signal diagnosis says "will not train", unless
-        train.force or the net is pre-initialised (a warning then); keep the diagnosis to name the cause if the loss later goes non-finite."""
+        train.force or the net is pre-initialised (a warning then); keep the diagnosis to name
+        the cause if the loss later goes non-finite."""
         if self.given_model:
             return  # pretrained weights: the diagnosis is about random inits
         x, y = next(iter(self.train_loader.epoch(0)))
@@ -324,6 +326,19 @@ class Trainer:
             bar.close()
         self.wall += time.perf_counter() - timer
 
+    def _print_epoch(self, record: dict[str, Any]) -> None:
+        """One line per epoch that stays on screen: written above the progress bar (tqdm.write),
+        plain print in log files."""
+        line = (f"epoch {record['epoch']}/{self.cfg.train.epochs}  train loss {record['train_loss']:.4f}  "
+                f"val top-1 error {100 * (1 - record['val_top1']):.2f}%  lr {record['lr']:.3g}  "
+                f"{record['wall_s'] / 60:.1f} min")
+        if self.cfg.train.progress:
+            from tqdm import tqdm
+
+            tqdm.write(line)
+        else:
+            print(line, flush=True)
+
     def _bar(self) -> Any:
         if not (self.cfg.train.progress and self.ctx.is_main):
             return None
@@ -362,6 +377,8 @@ class Trainer:
         if self.device.type == "cuda":
             record["peak_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         self._log(record)
+        if self.ctx.is_main:
+            self._print_epoch(record)
         if self.monitor is not None:
             history = [m["train_loss"] for m in self.metrics if "train_loss" in m]
             self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
@@ -392,6 +409,7 @@ class Trainer:
     def fit(self, resume: bool) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.resume()
+        self.resumed = bool(resumed)  # for run.json: the report says whether the run was resumed
         if not resumed:
             self.check_before_training()
         if not resumed and self.ctx.is_main:
@@ -443,9 +461,18 @@ class Trainer:
                                    protocols=tuple(self.cfg.eval.protocols), scales=self.cfg.eval.scales,
                                    device=self.device, limit=self.cfg.eval.limit)
             write_eval(result.test, self.out / "eval.json")
-            render_report(self.out)
+            from vggnet.eval.examples import collect_examples, write_examples
+            from vggnet.eval.preprocess import Preprocessing
+
+            prep = Preprocessing.from_config(self.cfg, self.stats, best.config["in_channels"])
+            examples = collect_examples(best, self.ds, prep, device=self.device, limit=self.cfg.eval.limit,
+                                        batch_size=self.cfg.eval.batch_size)
+            write_examples(examples, list(self.ds.classes), self.out / "examples.safetensors")
         if self.ctx.is_main:
-            rundir.write_run(self.out, self.cfg, finished=True)
+            info = run_info(resumed=getattr(self, "resumed", False), device=str(self.device))
+            rundir.write_run(self.out, self.cfg, finished=True, info=info)
+            if result.test:
+                render_report(self.out)
         distributed.barrier(self.ctx)
         return result
 

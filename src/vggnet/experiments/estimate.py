@@ -1,0 +1,105 @@
+"""How long a sweep will take on this kind of machine, printed by `vggnet sweep --dry-run`.
+
+A cell's time is modelled as
+
+    startup + steps x STEP_OVERHEAD_S + MACs / (MACS_PER_S x threads / cores)
+
+where MACs counts training (3 x forward: forward + backward) over every epoch, validation
+each epoch, and the test protocols' views. The constants are calibrated on the measurements
+in README.md and docs/RESULTS.md (a 2-core AVX-512 Xeon, torch 2.14, fp32):
+
+- MACS_PER_S: `make train` (VGG-A-BN, width 0.5, 32 px, batch 128) trains at ~1,400
+  images/s on both cores: 1,400 x 3 x 39.7 MMAC = 1.7e11 MAC/s.
+- STEP_OVERHEAD_S and STARTUP_S: the small budgets, which are overhead-bound (width 0.125,
+  ~2.4 MMAC per image): init-small's 16 s per run for 735 SGD steps at batch 16 and
+  seed001-small's 22 s per run leave ~10 ms per step and ~6 s per process (import, data).
+- VIEW_OVERHEAD_S: paper_ablations-small's 43 s per run, most of it the 150-view multi-crop
+  test of 1,000 images: ~0.13 ms per view beyond its MACs.
+
+`jobs` cells run side by side on `cores` cores; the sweep's wall time is the summed cell time
+divided by `jobs` (dependencies ignored: they stall a sweep only at its start). Early stopping
+makes the epoch count unknown before the run: the estimate gives the bound (every run to its
+last epoch) and, separately, the time if runs stop at the stated `stop_epoch`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from vggnet.config import RunConfig
+from vggnet.experiments.spec import Cell, Spec, cell_config
+
+MACS_PER_S = 1.7e11  # both cores of the reference machine, fp32 conv training
+STEP_OVERHEAD_S = 0.010  # Python, optimizer and data per SGD step, independent of width
+STARTUP_S = 6.0  # process start, torch import, dataset load
+VIEW_OVERHEAD_S = 1.3e-4  # per test view beyond its MACs (crops, rescaling, small batches)
+TRAIN_SIZES = {"fashion-mnist": 60_000, "mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+TEST_SIZES = {"fashion-mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
+# Forward passes per test image for each protocol (dense and centre with the mirror image).
+VIEWS = {"centre": 1, "dense": 2, "multi_scale": 6, "multi_crop": 150, "fusion": 156}
+
+
+@functools.lru_cache(maxsize=None)
+def forward_macs(name: str, batch_norm: bool, width: float, size: int, num_classes: int = 10) -> int:
+    """Multiply-accumulates of one forward pass at `size` px (gap head, one input channel)."""
+    from vggnet.model.vgg import build_model, count_macs
+
+    model = build_model(name, num_classes=num_classes, batch_norm=batch_norm, head="gap", in_channels=1,
+                        width=width, init=None)
+    return count_macs(model, size)
+
+
+@dataclass
+class CellEstimate:
+    cell: str
+    steps: int
+    seconds: float  # to the last epoch
+    seconds_stopped: float  # if early stopping ends the run at its stop epoch
+
+
+def _images(cfg: RunConfig) -> tuple[int, int, int]:
+    """(train, val, test) image counts of a run."""
+    total = cfg.data.subset or TRAIN_SIZES.get(cfg.data.name, cfg.data.num_train)
+    val = int(round(total * cfg.data.val_fraction))
+    test = cfg.eval.limit or TEST_SIZES.get(cfg.data.name, cfg.data.num_test)
+    return total - val, val, test
+
+
+def cell_seconds(cfg: RunConfig, *, jobs: int = 2, cores: int = 2, epochs: int | None = None) -> tuple[int, float]:
+    """(SGD steps, seconds) of one run of `cfg` trained for `epochs` (default: all of them)."""
+    train, val, test = _images(cfg)
+    epochs = cfg.train.epochs if epochs is None else min(epochs, cfg.train.epochs)
+    size = cfg.data.image_size  # jittered S trains on crops of this size; larger test Q are not modelled
+    macs = forward_macs(cfg.model.name, cfg.model.batch_norm, cfg.model.width, size)
+    steps = -(-train // cfg.train.batch_size) * epochs
+    if cfg.train.max_steps:
+        steps = min(steps, cfg.train.max_steps)
+    test_views = sum(VIEWS.get(p, 2) for p in cfg.eval.protocols if p != "fusion" or
+                     not {"multi_scale", "multi_crop"} <= set(cfg.eval.protocols))
+    total_macs = macs * (3 * steps * cfg.train.batch_size + val * epochs + test * test_views)
+    share = max(1, cores // jobs) / cores
+    seconds = STARTUP_S + steps * STEP_OVERHEAD_S + test * test_views * VIEW_OVERHEAD_S
+    return steps, seconds + total_macs / (MACS_PER_S * share)
+
+
+def estimate(spec: Spec, cells: list[Cell], *, jobs: int = 2, cores: int | None = None,
+             stop_epoch: int | None = None) -> tuple[list[CellEstimate], float, float]:
+    """Per-cell estimates and the sweep's wall time in seconds (to the last epoch, and stopped
+    at `stop_epoch` for runs with early stopping), with `jobs` cells side by side."""
+    cores = cores or os.cpu_count() or 1
+    out = []
+    for cell in cells:
+        cfg = cell_config(spec, cell)
+        steps, seconds = cell_seconds(cfg, jobs=jobs, cores=cores)
+        stopped = seconds
+        if stop_epoch and cfg.train.early_stop_patience:
+            stopped = cell_seconds(cfg, jobs=jobs, cores=cores, epochs=stop_epoch)[1]
+        out.append(CellEstimate(cell.id, steps, seconds, stopped))
+    per_job = max(1, jobs)
+    return out, sum(e.seconds for e in out) / per_job, sum(e.seconds_stopped for e in out) / per_job
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"

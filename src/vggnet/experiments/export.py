@@ -1,0 +1,139 @@
+"""Raw results in the repository: a sweep as one small JSONL file, and the RESULTS.md tables
+recomputed from it, so every published number can be checked without the run directories.
+
+    python -m vggnet.experiments.export runs/studies/init-medium docs/results/init-medium.jsonl
+    python -m vggnet.experiments.export --tables docs/results/init-medium.jsonl --plot docs/results/init-medium.png
+
+The file's first line is the header, {"export": "vggnet-sweep", "version": 1, "spec": {...}}
+(the sweep's study, budget, grid axes, report options and hypotheses); then one line per run,
+{"run": id, "cell": {axis: value}, "seed", "status", "protocols": {name: {"top1_error",
+"top5_error"}} (errors in %), "best_epoch", "best_val_top1" (%), "epochs", "steps", "wall_s",
+"images_per_s", "never_learned", "num_classes"}; then one line per ensemble and seed,
+{"ensemble": name, "seed", "members", "protocols"}. `tables(path)` gives the Markdown that
+`sweep_markdown`, `protocols_markdown` and `verdicts_markdown` give for the sweep directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from vggnet.errors import ConfigError
+from vggnet.experiments.report import _read_spec, _stats, cells_markdown, protocols_table, study_plot
+from vggnet.experiments.summary import never_learned
+from vggnet.experiments.verdicts import spec_verdicts, verdicts_table
+from vggnet.files import atomic_write
+from vggnet.report.rundir import accuracy, primary_protocol, read_json, read_metrics
+
+FORMAT, VERSION = "vggnet-sweep", 1
+SPEC_FIELDS = ("study", "budget", "grid", "report", "hypotheses")
+
+
+def _pct(error: float | None) -> float | None:
+    acc = accuracy(error)
+    return None if acc is None else 100.0 * (1.0 - acc)  # unrounded: the tables recompute to the digit
+
+
+def _run_record(sweep_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    epochs, _ = read_metrics(sweep_dir / "cells" / row["id"])
+    best = max(epochs, key=lambda e: e.get("val_top1") or -1.0, default=None)
+    last = epochs[-1] if epochs else {}
+    rates = [e["images_per_s"] for e in epochs if e.get("images_per_s")]
+    protocols = {name: {"top1_error": _pct(f.get("top1_error")), "top5_error": _pct(f.get("top5_error"))}
+                 for name, f in (row.get("protocols") or {}).items()}
+    return {
+        "run": row["id"], "cell": row["key"], "seed": row["seed"], "status": row["status"], "protocols": protocols,
+        "best_epoch": best.get("epoch") if best else None,
+        "best_val_top1": None if not best or best.get("val_top1") is None else round(100.0 * best["val_top1"], 4),
+        "epochs": row.get("epochs"), "steps": last.get("step"),
+        "wall_s": None if row.get("wall_s") is None else round(row["wall_s"], 1),
+        "images_per_s": round(sum(rates) / len(rates), 1) if rates else None,
+        "never_learned": never_learned(row.get("test_top1"), row.get("num_classes")),
+        "num_classes": row.get("num_classes"),
+    }
+
+
+def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
+    """Write a sweep's figures to `path` (JSONL, see the module docstring); returns the path."""
+    sweep_dir, path = Path(sweep_dir), Path(path)
+    spec = _read_spec(sweep_dir)
+    rows, _ = _stats(sweep_dir, spec)  # cell keys in the spec's grid order
+    header = {"export": FORMAT, "version": VERSION, "spec": {k: spec.get(k) for k in SPEC_FIELDS}}
+    lines = [header, *(_run_record(sweep_dir, r) for r in rows)]
+    for name, results in read_json(sweep_dir / "ensembles.json").items():
+        for result in results:
+            lines.append({"ensemble": name, "seed": result["seed"], "members": result["members"],
+                          "protocols": {k: {m: _pct(v.get(m)) for m in ("top1_error", "top5_error")}
+                                        for k, v in result["protocols"].items()}})
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+def read_export(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """(spec, index-like rows, ensembles) from an export, in the shapes the report functions take
+    (errors back to fractions, as eval.json has them)."""
+    try:
+        lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError):
+        lines = []
+    if not lines or not isinstance(lines[0], dict) or lines[0].get("export") != FORMAT:
+        raise ConfigError(f"{path} is not a vggnet sweep export (no {FORMAT!r} header line)")
+    spec = lines[0]["spec"]
+    rows, ensembles = [], {}
+
+    def fractions(protocols: dict[str, Any]) -> dict[str, Any]:
+        return {k: {m: None if v is None else v / 100.0 for m, v in f.items()} for k, f in protocols.items()}
+
+    for line in lines[1:]:
+        if "ensemble" in line:
+            ensembles.setdefault(line["ensemble"], []).append(
+                {"seed": line["seed"], "members": line["members"], "protocols": fractions(line["protocols"])})
+            continue
+        protocols = fractions(line["protocols"])
+        primary = primary_protocol({"protocols": protocols})
+        rows.append({"id": line["run"], "key": line["cell"], "seed": line["seed"], "status": line["status"],
+                     "protocols": protocols, "num_classes": line["num_classes"], "wall_s": line["wall_s"],
+                     "epochs": line["epochs"], "error": None,
+                     "test_top1": accuracy(protocols[primary]["top1_error"]) if primary else None})
+    return spec, rows, ensembles
+
+
+def tables(path: str | Path) -> str:
+    """The Markdown tables of docs/RESULTS.md recomputed from an export: the cells table, the
+    protocols table (when several protocols were scored) and the pre-registered verdicts."""
+    spec, rows, ensembles = read_export(path)
+    out = [cells_markdown(spec, rows)]
+    if len({p for r in rows for p in r["protocols"]}) > 1:
+        out.append(protocols_table(spec, rows))
+    verdicts = verdicts_table(spec_verdicts(spec, rows, ensembles))
+    if verdicts:
+        out.append(verdicts)
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vggnet.experiments.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("source", help="a sweep directory (to export) or, with --tables, an export file")
+    p.add_argument("dest", nargs="?", help="the JSONL file to write, e.g. docs/results/init-medium.jsonl")
+    p.add_argument("--tables", action="store_true", help="print the RESULTS.md tables recomputed from an export")
+    p.add_argument("--plot", help="with --tables: also write the study's plot (PNG) here")
+    args = p.parse_args(argv)
+    if args.tables:
+        print(tables(args.source), end="")
+        if args.plot:
+            spec, rows, _ = read_export(args.source)
+            Path(args.plot).write_bytes(study_plot(spec, rows))
+        return 0
+    if not args.dest:
+        p.error("give the file to write")
+    print(export_sweep(args.source, args.dest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

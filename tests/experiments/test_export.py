@@ -1,0 +1,72 @@
+"""Raw results: a sweep exported to JSONL recomputes the report's tables exactly, and every
+export committed under docs/results/ recomputes the tables printed in docs/RESULTS.md."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vggnet.errors import ConfigError
+
+from vggnet.experiments.export import export_sweep, main, read_export, tables
+from vggnet.experiments.report import protocols_markdown, sweep_markdown
+from vggnet.experiments.spec import load_spec
+from vggnet.experiments.sweep import run_sweep
+from vggnet.experiments.verdicts import verdicts_markdown
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_export_recomputes_the_sweep_tables(tmp_path, fake_train, capsys):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "base": {"data": {"name": "synthetic", "num_classes": 4}, "train": {"epochs": 1}},
+        "grid": {"model.name": ["A", "B"], "train.lr": [0.1, 0.666]}, "seeds": [0, 1, 2],
+        "out": str(tmp_path / "sweep"), "study": "fake",
+        "hypotheses": [{"claim": "dense beats centre", "a": {"protocol": "dense"}, "b": {"protocol": "centre"},
+                        "expect": "lower", "test": "sign"}]}))
+    spec = load_spec(spec_path)
+    run_sweep(spec, jobs=2, command=fake_train, log=lambda _: None)  # lr 0.666 cells fail
+    path = export_sweep(spec.out, tmp_path / "fake.jsonl")
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert lines[0]["export"] == "vggnet-sweep" and lines[0]["spec"]["study"] == "fake"
+    runs = lines[1:]
+    assert len(runs) == 12 and {r["status"] for r in runs} == {"done", "failed"}
+    done = next(r for r in runs if r["status"] == "done" and r["seed"] == 1)
+    assert done["protocols"]["centre"]["top1_error"] == pytest.approx(21.0)  # fake_train: 0.2 + 0.01 x seed
+    assert (done["best_epoch"], done["steps"], done["never_learned"]) == (3, 30, False)
+    assert next(r for r in runs if r["status"] == "done" and r["seed"] == 2)["never_learned"]
+    recomputed = tables(path)
+    assert recomputed == "\n".join([sweep_markdown(spec.out), protocols_markdown(spec.out),
+                                    verdicts_markdown(spec.out)])
+    assert "(+3 failed)" in recomputed and "**reproduces**" in recomputed
+    assert main(["--tables", str(path)]) == 0 and capsys.readouterr().out == recomputed
+    with pytest.raises(ConfigError, match="not a vggnet sweep export"):
+        read_export(spec_path)
+
+
+COMMITTED = sorted((DOCS / "results").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("path", COMMITTED or [None], ids=[p.name for p in COMMITTED] or ["none"])
+def test_committed_exports_recompute_the_tables_in_results_md(path):
+    if path is None:
+        pytest.skip("no export committed under docs/results/ yet")
+    document = (DOCS / "RESULTS.md").read_text()
+    cells_table = tables(path).split("\n\n")[0]
+    assert cells_table.strip() in document, f"the cells table recomputed from {path.name} is not in RESULTS.md"
+
+
+def test_study_plot_from_an_export(tmp_path, fake_train):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"base": {"data": {"name": "synthetic", "num_classes": 4},
+                                                  "train": {"epochs": 1}},
+                                         "grid": {"model.name": ["A", "B"]}, "seeds": [0, 1],
+                                         "out": str(tmp_path / "sweep")}))
+    spec = load_spec(spec_path)
+    run_sweep(spec, command=fake_train, log=lambda _: None)
+    path = export_sweep(spec.out, tmp_path / "s.jsonl")
+    png = tmp_path / "s.png"
+    assert main(["--tables", str(path), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(png.read_bytes()) > 2000
