@@ -31,7 +31,7 @@ from vggnet.eval.protocols import write_eval
 from vggnet.model.vgg import VGG
 from vggnet.report.localisation import box_grid
 from vggnet.train.distributed import resolve_device
-from vggnet.train.runtime import make_model, preprocessing, render_report
+from vggnet.train.runtime import make_model, make_optimizer, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
 from vggnet.weights.native import load_state_dict, load_weights, save_weights
 
@@ -138,8 +138,7 @@ def fit_localisation(cfg: RunConfig, out: Path):  # noqa: ANN201 - trainer.RunRe
     model.to(device)
     params = _freeze(model, cfg.loc.finetune)
     t = cfg.train
-    opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                          nesterov=t.nesterov and t.momentum > 0)
+    opt = make_optimizer(params, t)
     out.mkdir(parents=True, exist_ok=True)
     dump(cfg, out / "config.yaml")
     steps_per_epoch = max(1, len(ds.train) // t.batch_size)

@@ -27,7 +27,8 @@ from vggnet.train import checkpoint, distributed, health, resources, rundir
 from vggnet.config import RunConfig, dump
 from vggnet.files import atomic_write
 from vggnet.train.runinfo import run_info
-from vggnet.train.runtime import Interrupt, default_out_dir, make_model, preprocessing, render_report
+from vggnet.train.runtime import (Interrupt, default_out_dir, make_model, make_optimizer, preprocessing,
+                                  render_report)
 from vggnet.train.schedule import PlateauState, lr_at
 
 MAX_ROLLBACKS = 3
@@ -135,11 +136,7 @@ class Trainer:
         return out
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        t = self.cfg.train
-        if t.optimizer == "adam":
-            return torch.optim.Adam(self.groups, lr=t.lr, weight_decay=t.weight_decay)
-        return torch.optim.SGD(self.groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
-                               nesterov=t.nesterov and t.momentum > 0)
+        return make_optimizer(self.groups, self.cfg.train)
 
     def _monitor(self) -> Any:
         if not self.cfg.train.health_every:
