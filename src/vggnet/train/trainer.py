@@ -109,6 +109,7 @@ class Trainer:
         self.last_save = time.monotonic()
         self.interrupt = Interrupt()  # Ctrl-C: finish the step, save, stop
         self.preflight: health.Diagnosis | None = None  # the diagnosis before step 1 (fresh runs)
+        self.resumed = False  # for run.json: the report says whether the run was resumed
 
     # ---- set-up -------------------------------------------------------------------------
     def _stats(self, model: VGG | None) -> augment.Stats:
@@ -405,8 +406,7 @@ class Trainer:
 
     def fit(self, resume: bool) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
-        resumed = resume and self.resume()
-        self.resumed = bool(resumed)  # for run.json: the report says whether the run was resumed
+        resumed = self.resumed = resume and self.resume()
         if not resumed:
             self.check_before_training()
         if not resumed and self.ctx.is_main:
@@ -466,7 +466,7 @@ class Trainer:
                                         batch_size=self.cfg.eval.batch_size)
             write_examples(examples, list(self.ds.classes), self.out / "examples.safetensors")
         if self.ctx.is_main:
-            info = run_info(resumed=getattr(self, "resumed", False), device=str(self.device))
+            info = run_info(resumed=self.resumed, device=str(self.device))
             rundir.write_run(self.out, self.cfg, finished=True, info=info)
             if result.test:
                 render_report(self.out)
