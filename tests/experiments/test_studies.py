@@ -113,7 +113,8 @@ def test_medium_budget_is_the_full_training_set_at_width_a_quarter(name):
     assert len({cfg.seed for _, cfg in medium.values()}) >= 3
     # the study's own recipe is inherited, not restated: only scale-related keys differ from full
     scale_keys = {"model.width", "data.subset", "data.val_fraction", "train.epochs", "train.batch_size",
-                  "train.plateau_patience", "train.health_every", "eval.limit"}
+                  "train.plateau_patience", "train.health_every", "eval.limit",
+                  "model.init"}  # an init's signal depends on the width (test_no_cell_..._refused_...)
     m_cell, m_cfg = next(iter(medium.values()))
     f_cfg = next(cfg for cell, cfg in full.values() if cell.key == m_cell.key and cell.seed == m_cell.seed)
     from vggnet import config as C
@@ -173,3 +174,34 @@ def test_every_study_pre_registers_hypotheses_that_name_real_cells(name, budget)
     spec = load_spec(STUDIES / f"{name}.yaml", budget=budget, out="/sweep")  # a bad cell would raise here
     wanted = [h for h in spec.hypotheses if applies(h, budget)]
     assert len(wanted) >= 2 and all(h.get("claim") and h.get("source") and h.get("test") for h in wanted)
+
+
+def _refused_cells(name: str, budget: str | None) -> list[str]:
+    """Cells that `vggnet train` would refuse before step 1 (diagnosis "will not train"): those
+    neither forced (train.force, a study of failing inits) nor pre-initialised (only warned)."""
+    from vggnet.train.health import diagnose_config
+
+    refused, verdicts = [], {}
+    for cell, cfg in configs(name, budget).values():
+        if cfg.train.force or cfg.model.pre_initialise or cfg.init_from:
+            continue
+        key = (cfg.model.name, cfg.model.init, cfg.model.batch_norm, cfg.model.head, cfg.model.width,
+               cfg.data.normalize, cfg.data.image_size)  # the diagnosis does not depend on the rest
+        if key not in verdicts:
+            verdicts[key] = diagnose_config(cfg, batch_size=16).verdict
+        if verdicts[key] == "will not train":
+            refused.append(cell.id)
+    return refused
+
+
+@pytest.mark.parametrize("name, budget", [(n, b) for n in ("seed001", "init", "paper_ablations")
+                                          for b in ("small", "medium")])
+def test_no_cell_of_a_cpu_budget_is_refused_before_step_1(name, budget):
+    # the medium paper ablations once asked for std0.01 at width 0.25: every A cell refused at step 1
+    assert _refused_cells(name, budget) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["seed001", "init", "paper_ablations"])
+def test_no_cell_of_the_full_budget_is_refused_before_step_1(name):
+    assert _refused_cells(name, None) == []
