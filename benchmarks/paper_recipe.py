@@ -110,6 +110,8 @@ def main() -> None:
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "paper_recipe.json"),
                    help="where the summary is written (the committed figures by default)")
     p.add_argument("--diagnose", action="store_true", help="only diagnose A's init signal for each init")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for A and B (e.g. train.plateau_patience=100)")
     args = p.parse_args()
     out = Path(args.out)
     data = out / "fashion-mnist-256"
@@ -122,7 +124,7 @@ def main() -> None:
         print(markdown(rows))
         return
     budget = [f"train.batch_size={args.batch_size}", "data.workers=2", "data.val_fraction=0.1",
-              "train.checkpoint_minutes=2", "eval.protocols=[centre, dense]"]
+              "train.checkpoint_minutes=2", "eval.protocols=[centre, dense]", *args.overrides]
     epoch_steps = math.ceil(args.per_class * 10 * 0.9 / args.batch_size)
     a_minutes = train("configs/paper/A.yaml", out / "A", data,
                       [*budget, f"train.max_steps={args.steps}", f"train.epochs={math.ceil(args.steps / epoch_steps)}"])

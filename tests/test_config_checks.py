@@ -27,6 +27,7 @@ BAD: dict[str, list[str]] = {
     "data.pad": ["-1"],
     "data.flip": ["sometimes"],
     "data.colour_shift": ["-0.1", ".nan"],
+    "data.erase": ["1.5", "-0.1"],
     "data.normalize": ["zscore", "mean"],
     "data.workers": ["-1"],
     "data.train_per_class": ["0"],

@@ -65,6 +65,7 @@ class DataConfig:
     pad: int = 4  # pad-and-random-crop for small images (0 disables)
     flip: bool = True  # random horizontal flip
     colour_shift: float = 0.0  # AlexNet PCA colour shift alpha std (paper: 0.1)
+    erase: float = 0.0  # random erasing probability (not in the paper; the record preset uses it)
     normalize: str = "standardize"  # "paper" (0-255 minus mean pixel) | "caffe" | "standardize" | "unit-mean" | "none"
     workers: int = 2  # DataLoader workers for image folders
     train_per_class: int = 30  # caltech256: training images per class (paper protocol: 30 or 60)
@@ -238,6 +239,7 @@ CHECKS: dict[str, tuple[str, Any]] = {
     "data.pad": ("range", (0, 1024)),
     "data.flip": ("any", None),
     "data.colour_shift": ("range", (0, 10)),
+    "data.erase": ("range", (0, 1)),
     "data.normalize": ("choice", tuple(NORMALIZE)),
     "data.workers": ("range", (0, 256)),
     "data.train_per_class": ("range", (1, INF)),

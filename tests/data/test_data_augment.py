@@ -141,3 +141,38 @@ def test_convert_channels() -> None:
     assert back.dtype == torch.uint8 and (back.int() - gray.int()).abs().max() <= 1
     with pytest.raises(Exception, match="channels"):
         A.convert_channels(images(c=2), 3)
+
+
+def test_random_erase_zeroes_one_rectangle_per_chosen_image() -> None:
+    x = torch.randn(400, 3, 32, 32, generator=gen(1)) + 10  # no zeros before erasing
+    out = A.random_erase(x, 0.5, gen(2))
+    erased = (out == 0).all(1)  # [n, h, w]: every channel erased together
+    counts = erased.flatten(1).sum(1)
+    chosen = counts > 0
+    assert 140 < int(chosen.sum()) < 260  # p = 0.5 of 400
+    for mask, count in zip(erased[chosen], counts[chosen]):
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert count == len(rows) * len(cols)  # one filled rectangle
+        assert rows.tolist() == list(range(rows[0], rows[-1] + 1))
+        assert cols.tolist() == list(range(cols[0], cols[-1] + 1))
+    share = counts[chosen].double() / (32 * 32)
+    assert share.min() >= 0.005 and share.max() <= 0.40  # 2-33% of the area, up to rounding and clamping
+    kept = ~erased[:, None].expand_as(x)
+    assert torch.equal(out[kept], x[kept])  # the rest is untouched
+    assert torch.equal(out, A.random_erase(x, 0.5, gen(2)))  # the generator decides
+    assert torch.equal(A.random_erase(x, 0.0, gen(2)), x)
+
+
+def test_random_erase_applies_to_training_batches_only() -> None:
+    from vggnet.config import DataConfig
+    from vggnet.data.loaders import make_loader
+    from vggnet.data.sources import Dataset
+
+    data = images(64, 1, 32, 32).clamp(min=1)
+    split = Split(images=data, labels=torch.zeros(64, dtype=torch.long))
+    ds = Dataset(name="t", classes=["a", "b"], channels=1, train=split, val=split, test=split, in_memory=True)
+    stats = A.Stats([0.0], [1.0])
+    cfg = DataConfig(erase=1.0, pad=0, flip=False, normalize="none")
+    train = next(make_loader(ds, "train", cfg, train=True, batch_size=64, stats=stats, channels=1).epoch(0))[0]
+    test = next(make_loader(ds, "test", cfg, train=False, batch_size=64, stats=stats, channels=1).epoch(0))[0]
+    assert ((train == 0).flatten(1).any(1)).all() and not (test == 0).any()

@@ -92,7 +92,8 @@ class Loader:
 
 
 class _Finish:
-    """The batched, on-device tail shared by both loaders: flip, colour shift, channels, normalise."""
+    """The batched, on-device tail shared by both loaders: flip, colour shift, channels, normalise,
+    random erasing."""
 
     def __init__(self, cfg: DataConfig, train: bool, stats: A.Stats, native: int, channels: int) -> None:
         self.flip = train and cfg.flip
@@ -100,6 +101,7 @@ class _Finish:
         if self.shift and stats.eigval is None:
             raise ConfigError("data.colour_shift needs the RGB PCA in the statistics; recompute them with compute_stats")
         self.stats, self.mode, self.channels = stats, cfg.normalize, channels
+        self.erase = cfg.erase if train else 0.0
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.flip:
@@ -107,7 +109,8 @@ class _Finish:
         if self.shift:
             x = A.colour_shift(x, self.stats.eigval, self.stats.eigvec, self.shift, g)
         x = A.convert_channels(x, self.channels)
-        return A.normalize(x, self.stats, self.mode)
+        x = A.normalize(x, self.stats, self.mode)
+        return A.random_erase(x, self.erase, g) if self.erase else x
 
 
 class MemoryLoader(Loader):
