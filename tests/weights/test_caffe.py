@@ -5,6 +5,7 @@ new ``layer`` field; the outputs are checked against a forward pass computed fro
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -227,6 +228,27 @@ def test_truncated_or_foreign_caffemodel_is_one_clear_error(tmp_path):
                                                            (np.zeros((4, 3, 7, 7)), np.zeros(4)), v1=False)))
     with pytest.raises(WeightsError, match=r"no conv1_1 .*\(found: conv1\)"):
         load_pretrained(tmp_path / "other.caffemodel")
+
+
+def test_bad_caffemodels_on_the_command_line_are_one_line_exit_2(tmp_path, capsys):
+    write_caffemodel(caffe_net([1, 1, 2, 2, 2]), tmp_path / "full.caffemodel", v1=True)
+    data = (tmp_path / "full.caffemodel").read_bytes()
+    (tmp_path / "cut.caffemodel").write_bytes(data[: len(data) // 3])
+    (tmp_path / "html.caffemodel").write_bytes(b"<html><body>404 Not Found</body></html>")  # a failed download
+    from vggnet.model.vgg import build_model
+    from vggnet.weights.formats import save_as
+
+    save_as(build_model("A", num_classes=3, width=0.125, seed=0), tmp_path / "ours.caffemodel")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    expected = {"cut": r"caffe file .*cut.caffemodel does not parse as a NetParameter \(.*\); it is truncated or not "
+                       r"a .caffemodel, download it again",
+                "html": r"caffe file .*html.caffemodel does not parse as a NetParameter",
+                "ours": r".*ours.caffemodel: named .caffemodel but not a Caffe NetParameter \(detected: safetensors "
+                        r"content\); accepted: .*Caffe .caffemodel"}
+    for name, pattern in expected.items():
+        assert main(["predict", str(tmp_path / f"{name}.caffemodel"), str(tmp_path / "a.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.fullmatch(f"vggnet predict: error: {pattern}.*\n", err), err
 
 
 def test_predict_takes_a_caffemodel(tmp_path, capsys):

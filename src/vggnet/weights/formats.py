@@ -137,9 +137,12 @@ def _read_file(path: Path) -> VGG:
     name, suffix = path.name.lower(), path.suffix.lower()
     if path.is_file() and path.stat().st_size == 0:
         raise WeightsError(f"weights file {path} is empty (0 bytes)")
-    if suffix == ".caffemodel":
-        return read_caffe(path)
     kind = sniff(path)
+    if suffix == ".caffemodel":
+        if kind != "unknown":  # protobuf has no magic; these files have theirs
+            raise WeightsError(f"{path}: named .caffemodel but not a Caffe NetParameter (detected: {kind} "
+                               f"content); accepted: {ACCEPTED}")
+        return read_caffe(path)
     if name.endswith(".weights.h5") or suffix == ".keras" or kind == "keras3-archive" or (
             kind == "hdf5" and _is_keras3(path)):
         return read_keras3(path)
@@ -247,6 +250,9 @@ def how_to_load(fmt: str, model: VGG, path: str | Path) -> str:
                 else f"load_weights('{path}') into a Keras VGG-{c['name']} built layer by layer (keras.applications "
                      "has only VGG16 and VGG19)")
         call = f"{'Keras 3' if fmt == 'keras3' else 'Keras 2'}: {call}"
+    if not np.isclose(c["width"], 1.0):
+        call += (f" (this net is at width {c['width']:g} and that constructor builds width 1: build the same "
+                 f"layers at width {c['width']:g} to load it; vggnet --weights reads the file as it is)")
     pre = (getattr(model, "metadata", None) or {}).get("preprocessing")
     usual = "" if pre and _same_input(pre, _usual(fmt)) else f" (not {fmt}'s usual preprocessing: feed exactly this)"
     return f"{call}; {expected_input(model)}{usual}"
