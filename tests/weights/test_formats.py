@@ -82,6 +82,17 @@ def test_keras_file_gives_the_keras_outputs_with_its_bgr_preprocessing(tmp_path,
         assert torch.allclose(model(preprocess.prepare(rgb_images, folded)), expected, atol=1e-4, rtol=0)
 
 
+def test_keras2_layout_named_weights_h5_is_read_as_keras2_with_a_warning(tmp_path, keras_model):
+    keras_file(keras_model, tmp_path / "vgg16.weights.h5")  # tf.keras 2 saved any name in its own layout
+    with pytest.warns(UserWarning, match=r"vgg16.weights.h5 is named like a keras3 file but holds Keras 2's "):
+        model = load_pretrained(tmp_path / "vgg16.weights.h5")
+    assert model.metadata["source"] == "keras:vgg16.weights.h5"
+    assert torch.equal(model.classifier[6].weight, keras_model.classifier[6].weight)
+    (tmp_path / "cut.h5").write_bytes((tmp_path / "vgg16.weights.h5").read_bytes()[:3000])
+    with pytest.raises(WeightsError, match=r"^keras file .*cut.h5 is not a readable HDF5 file .*; it is truncated"):
+        load_pretrained(tmp_path / "cut.h5")
+
+
 def test_keras_notop_file_loads_the_features(tmp_path, keras_model):
     keras_file(keras_model, tmp_path / "notop.h5", top=False)
     model = load_pretrained(tmp_path / "notop.h5")
@@ -252,7 +263,8 @@ def test_export_errors_say_what_a_format_holds_and_which_formats_can(tmp_path):
     model = build_model("A", num_classes=3, width=0.125, head="gap", seed=0)
     for fmt in ("torchvision", "timm", "keras", "keras3"):
         with pytest.raises(WeightsError, match=rf"^{fmt} cannot hold this VGG-A \(gap head, 3 classes, width 0.125\): "
-                                               rf"{fmt} holds .*fc head.*; formats that can: vggnet, onnx, torchscript$"):
+                                               rf"{fmt} holds .*fc head.*; formats that can: vggnet, onnx, "
+                                               "torchscript$"):
             save_as(model, tmp_path / "x", fmt)
     with pytest.raises(WeightsError, match="^timm cannot hold"):  # not torchvision's message
         formats.to_timm(model)
