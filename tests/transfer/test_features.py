@@ -165,3 +165,8 @@ def test_features_command_takes_a_layer_name(tmp_path, capsys):
                  "--out", str(tmp_path / "f.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown feature layer 'relu5_3'" in err and "relu5_2" in err
+    assert main(["features", "--weights", str(tmp_path / "w.safetensors"), *synthetic, "--layer", "relu9_9",
+                 "--out", str(tmp_path / "f.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vggnet features: error: unknown feature layer 'relu9_9'; valid: "
+                                                    "penultimate, conv or a layer name: conv1_1, relu1_1, pool1,")

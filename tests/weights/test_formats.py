@@ -82,6 +82,17 @@ def test_keras_file_gives_the_keras_outputs_with_its_bgr_preprocessing(tmp_path,
         assert torch.allclose(model(preprocess.prepare(rgb_images, folded)), expected, atol=1e-4, rtol=0)
 
 
+def test_keras2_layout_named_weights_h5_is_read_as_keras2_with_a_warning(tmp_path, keras_model):
+    keras_file(keras_model, tmp_path / "vgg16.weights.h5")  # tf.keras 2 saved any name in its own layout
+    with pytest.warns(UserWarning, match=r"vgg16.weights.h5 is named like a keras3 file but holds Keras 2's "):
+        model = load_pretrained(tmp_path / "vgg16.weights.h5")
+    assert model.metadata["source"] == "keras:vgg16.weights.h5"
+    assert torch.equal(model.classifier[6].weight, keras_model.classifier[6].weight)
+    (tmp_path / "cut.h5").write_bytes((tmp_path / "vgg16.weights.h5").read_bytes()[:3000])
+    with pytest.raises(WeightsError, match=r"^keras file .*cut.h5 is not a readable HDF5 file .*; it is truncated"):
+        load_pretrained(tmp_path / "cut.h5")
+
+
 def test_keras_notop_file_loads_the_features(tmp_path, keras_model):
     keras_file(keras_model, tmp_path / "notop.h5", top=False)
     model = load_pretrained(tmp_path / "notop.h5")
@@ -227,7 +238,7 @@ def test_crafted_pickle_is_refused_and_never_runs(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notice
-def test_a_file_of_no_known_format_says_what_it_is_and_what_is_accepted(tmp_path):
+def test_a_file_of_no_known_format_says_what_it_is_and_what_is_accepted(tmp_path, capsys):
     (tmp_path / "notes.bin").write_bytes(b"hello world " * 10)
     with pytest.raises(WeightsError, match=r"detected: unknown content.*accepted: .*Keras 3 .weights.h5 .*\.caffemodel"):
         load_pretrained(tmp_path / "notes.bin")
@@ -239,16 +250,71 @@ def test_a_file_of_no_known_format_says_what_it_is_and_what_is_accepted(tmp_path
     traced.save(str(tmp_path / "model.pt"))
     with pytest.raises(WeightsError, match="detected: torchscript content"):
         load_pretrained(tmp_path / "model.pt")
+    from vggnet.cli import main
+
+    (tmp_path / "a.png").write_bytes(b"")  # never read: the weights are refused first
+    for name, kind in (("notes.bin", "unknown"), ("cut.pth", "truncated-zip"), ("model.pt", "torchscript")):
+        assert main(["predict", str(tmp_path / name), str(tmp_path / "a.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"(detected: {kind} content" in err and "; accepted: a run directory" in err
 
 
 def test_export_errors_say_what_a_format_holds_and_which_formats_can(tmp_path):
     model = build_model("A", num_classes=3, width=0.125, head="gap", seed=0)
     for fmt in ("torchvision", "timm", "keras", "keras3"):
-        with pytest.raises(WeightsError, match=rf"^{fmt} cannot hold this VGG-A \(gap head.*{fmt} holds .*fc head"
-                                               r".*formats that can: vggnet \(and onnx, torchscript\)$"):
+        with pytest.raises(WeightsError, match=rf"^{fmt} cannot hold this VGG-A \(gap head, 3 classes, width 0.125\): "
+                                               rf"{fmt} holds .*fc head.*; formats that can: vggnet, onnx, "
+                                               "torchscript$"):
             save_as(model, tmp_path / "x", fmt)
     with pytest.raises(WeightsError, match="^timm cannot hold"):  # not torchvision's message
         formats.to_timm(model)
     bn = build_model("D", num_classes=3, width=0.125, batch_norm=True, seed=0)
-    with pytest.raises(WeightsError, match="formats that can: vggnet, torchvision, timm "):
+    with pytest.raises(WeightsError, match="formats that can: vggnet, torchvision, timm, onnx, torchscript$"):
         save_as(bn, tmp_path / "x.weights.h5", "keras3")
+    lrn = build_model("A-LRN", num_classes=3, width=0.125, seed=0)
+    with pytest.raises(WeightsError, match="^torchvision cannot hold.*formats that can: vggnet, onnx, torchscript$"):
+        save_as(lrn, tmp_path / "x.pth", "torchvision")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notice
+def test_export_command_agrees_on_what_each_format_holds(tmp_path, capsys):
+    """One message per format, from the command line too: a gap-head model refused by every
+    format with the fc head, each naming the same formats that can take it, and those work."""
+    from vggnet.cli import main
+    from vggnet.weights.layout import HOLDS
+
+    save_as(build_model("A", num_classes=3, width=0.125, head="gap", seed=0), tmp_path / "gap.safetensors")
+    gap = str(tmp_path / "gap.safetensors")
+    for out, fmt in (("g.h5", "keras"), ("g.weights.h5", "keras3"), ("g.pth", "torchvision"),
+                     ("g.safetensors", "timm")):
+        assert main(["export", gap, "--format", fmt, "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"vggnet export: error: {fmt} cannot hold this VGG-A (gap head, 3 classes, width 0.125): "
+                       f"{fmt} holds {HOLDS[fmt]}; formats that can: vggnet, onnx, torchscript\n")
+        assert not (tmp_path / out).exists()
+    assert main(["export", gap, "--out", str(tmp_path / "g.keras")]) == 2  # read, not written: the same list
+    assert capsys.readouterr().err.endswith("formats that can take this VGG-A (gap head, 3 classes, width 0.125): "
+                                            "vggnet, onnx, torchscript\n")
+    for out in ("g2.safetensors", "g.onnx"):
+        assert main(["export", gap, "--out", str(tmp_path / out)]) == 0
+    save_as(build_model("D", num_classes=3, width=0.125, seed=0), tmp_path / "d.safetensors")
+    assert main(["export", str(tmp_path / "d.safetensors"), "--out", str(tmp_path / "d.keras")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "vggnet, torchvision, timm, keras, keras3, onnx, torchscript; Keras 3 loads " \
+        "a .weights.h5 with load_weights: give --out NAME.weights.h5" in err
+    assert main(["export", str(tmp_path / "d.safetensors"), "--out", str(tmp_path / "d.pth")]) == 0
+    assert "at width 0.125 and that constructor builds width 1" in capsys.readouterr().out
+
+
+def test_a_features_only_model_is_held_by_vggnet_alone(tmp_path):
+    from vggnet.transfer.export import export
+
+    model = build_model("D", width=0.125, features_only=True, seed=0)
+    for fmt in ("torchvision", "keras3"):
+        with pytest.raises(WeightsError, match=r"cannot hold this VGG-D \(features only, width 0.125\).*can: vggnet$"):
+            save_as(model, tmp_path / "x", fmt)
+    for fmt in ("onnx", "torchscript"):
+        with pytest.raises(WeightsError, match=rf"^{fmt} cannot hold .*not a features_only model\); formats that "
+                                               "can: vggnet$"):
+            export(model, tmp_path / "x", fmt)
+    assert load_pretrained(save_as(model, tmp_path / "f.safetensors")).config == model.config

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vggnet.cli import main
 from vggnet.errors import WeightsError
@@ -86,22 +88,31 @@ def test_keras3_weights_file_gives_keras_logits(tmp_path, images, letter):
 def test_keras3_notop_and_a_plain_h5_name_are_read(tmp_path):
     source = build_model("D", num_classes=6, width=0.125, seed=4)
     keras3_file(source, tmp_path / "notop.h5", top=False)  # the layout is found from the content
-    model = load_pretrained(tmp_path / "notop.h5")
+    with pytest.warns(UserWarning, match=r"notop.h5 is named like a keras file but holds Keras 3's .*rename it "
+                                         r"NAME\.weights\.h5"):
+        model = load_pretrained(tmp_path / "notop.h5")
     assert "partial" in model.metadata
     assert torch.equal(model.features[-3].weight, source.features[-3].weight)
 
 
-def test_keras_archive_is_read(tmp_path, images):
-    source = build_model("E", num_classes=3, width=0.125, seed=5).eval()
-    keras3_file(source, tmp_path / "model.weights.h5")
-    with zipfile.ZipFile(tmp_path / "vgg19.keras", "w") as archive:
+@pytest.mark.parametrize("letter,top", [("E", True), ("D", False)])  # VGG19 with top, VGG16 notop
+def test_keras_archive_is_read(tmp_path, images, letter, top):
+    source = build_model(letter, num_classes=3, width=0.125, seed=5).eval()
+    keras3_file(source, tmp_path / "model.weights.h5", top=top)
+    name = {"D": "vgg16", "E": "vgg19"}[letter]
+    with zipfile.ZipFile(tmp_path / f"{name}.keras", "w") as archive:
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.0"}))
-        archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"name": "vgg19"}}))
+        archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"name": name}}))
         archive.write(tmp_path / "model.weights.h5", "model.weights.h5")
-    model = load_pretrained(tmp_path / "vgg19.keras").eval()
+    model = load_pretrained(tmp_path / f"{name}.keras").eval()
+    assert model.config["name"] == letter and ("partial" in model.metadata) != top
+    x = preprocess.prepare(images, model.metadata["preprocessing"])
     with torch.no_grad():
-        got = model(preprocess.prepare(images, model.metadata["preprocessing"]))
-    assert (got - keras_logits(source, images)).abs().max() < 1e-4
+        if top:
+            assert (model(x) - keras_logits(source, images)).abs().max() < 1e-4
+        else:  # notop: the conv stack is Keras' (maps up to ~200: a relative bound)
+            keras_features = source.forward_features(images.float().flip(1) - KERAS_MEAN_BGR)
+            assert (model.forward_features(x) - keras_features).abs().max() < 1e-5 * keras_features.abs().max()
 
 
 def test_keras3_write_is_what_keras3_loads(tmp_path):
@@ -145,6 +156,59 @@ def test_keras3_file_of_another_architecture_is_refused(tmp_path):
             load_pretrained(tmp_path / name)
 
 
+def resnet_keras3_file(path):
+    """A ResNet-50 stem and first bottleneck block (reduced) as Keras 3 saves it: every layer a
+    group, numbered per class, the weightless ones with an empty ``vars``."""
+    counts: dict[str, int] = {}
+    with h5py.File(path, "w") as f:
+        f.create_group("vars").attrs["name"] = "resnet50"
+
+        def group(cls, *shapes):
+            n = counts.get(cls, -1) + 1
+            counts[cls] = n
+            g = f.create_group(f"layers/{cls}{f'_{n}' if n else ''}/vars")
+            for i, shape in enumerate(shapes):
+                g[str(i)] = np.zeros(shape, np.float32)
+
+        for cls in ("input_layer", "zero_padding2d"):
+            group(cls)
+        group("conv2d", (7, 7, 3, 64), (64,))
+        group("batch_normalization", *[(64,)] * 4)
+        for cls in ("activation", "zero_padding2d", "max_pooling2d"):
+            group(cls)
+        for k, (inp, out) in enumerate([(64, 64), (64, 64), (64, 256)]):
+            group("conv2d", (3 if k == 1 else 1,) * 2 + (inp, out), (out,))
+            group("batch_normalization", *[(out,)] * 4)
+            group("activation")
+        group("add")
+        group("global_average_pooling2d")
+        group("dense", (256, 1000), (1000,))
+
+
+def test_keras_files_of_another_architecture_are_one_line_exit_2(tmp_path, capsys):
+    resnet_keras3_file(tmp_path / "resnet50.weights.h5")
+    with zipfile.ZipFile(tmp_path / "resnet50.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"name": "resnet50"}}))
+        archive.write(tmp_path / "resnet50.weights.h5", "model.weights.h5")
+    conv = lambda *kernel: {"kernel:0": kernel, "bias:0": kernel[-1:]}  # noqa: E731
+    bn = {f"{v}:0": (64,) for v in ("gamma", "beta", "moving_mean", "moving_variance")}
+    with h5py.File(tmp_path / "resnet50.h5", "w") as f:  # Keras 2's layout of the same net
+        for name, variables in (("conv1_conv", conv(7, 7, 3, 64)), ("conv1_bn", bn),
+                                ("conv2_block1_1_conv", conv(1, 1, 64, 64)), ("predictions", conv(2048, 1000))):
+            for var, shape in variables.items():
+                f[f"{name}/{name}/{var}"] = np.zeros(shape, np.float32)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    expected = {"resnet50.weights.h5": "keras3 file .*resnet50.weights.h5 is not a Keras VGG: expected conv2d ... and "
+                                       "0 or 3 dense layers, found 4 conv2d, 1 dense and batch_normalization",
+                "resnet50.keras": r"keras3 file .*resnet50.keras \(model 'resnet50'\) is not a Keras VGG",
+                "resnet50.h5": r"keras \(legacy .h5\) file .*resnet50.h5 has no block\{n\}_conv\{m\} layers \(found: "
+                               r"conv1_conv, conv2_block1_1_conv, predictions\); not a Keras VGG file"}
+    for name, pattern in expected.items():
+        assert main(["predict", str(tmp_path / name), str(tmp_path / "a.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.match(f"vggnet predict: error: {pattern}", err), err
+
+
 def test_export_picks_the_layout_from_the_name_and_warns_on_a_mismatch(tmp_path, capsys):
     model = build_model("D", num_classes=4, width=0.125, seed=0)
     save_as(model, tmp_path / "w.safetensors")
@@ -158,7 +222,7 @@ def test_export_picks_the_layout_from_the_name_and_warns_on_a_mismatch(tmp_path,
                  "--out", str(tmp_path / "b.weights.h5")]) == 0
     assert "warning: b.weights.h5 is named like a keras3 file" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "c.keras")]) == 2
-    assert "does not write them; write a Keras 3 .weights.h5" in capsys.readouterr().err
+    assert "does not write them; formats that can take this VGG-D" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # real Keras 3 (torch backend), full-size VGG16/VGG19: only where keras is installed

@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vggnet.transfer.export import EXPORTS
-from vggnet.weights.layout import FORMATS, HOLDS
+from vggnet.weights.layout import EXPORTS, FORMATS, HOLDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,10 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from vggnet.transfer.export import choose_format, example_input, export, max_difference
     from vggnet.weights.formats import how_to_load, load_pretrained, save_as
 
-    fmt, warning = choose_format(args.out, args.format)
+    model = load_pretrained(args.weights, head=args.head).eval()
+    fmt, warning = choose_format(args.out, args.format, model)
     if warning:
         print(f"vggnet export: warning: {warning}", file=sys.stderr)
-    model = load_pretrained(args.weights, head=args.head).eval()
     if fmt in FORMATS:
         path = save_as(model, args.out, fmt)
         print(f"wrote {path} ({fmt}); load it with {how_to_load(fmt, model, path)}")

@@ -350,6 +350,8 @@ def count_macs(model: VGG, image_size: int | tuple[int, int] = 224) -> int:
 def describe(model: VGG) -> str:
     c = model.config
     bn = "_bn" if c["batch_norm"] else ""
-    width = "" if math.isclose(c["width"], 1.0) else f" width={c['width']}"
+    width = "" if math.isclose(c["width"], 1.0) else f", width {c['width']:g}"
+    if c.get("features_only"):
+        return f"VGG-{c['name']}{bn} (features only{width})"
     box = f", {c['box_head'].upper()} box head" if c.get("box_head") else ""
     return f"VGG-{c['name']}{bn} ({c['head']} head{box}, {c['num_classes']} classes{width})"

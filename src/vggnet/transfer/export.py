@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from vggnet.errors import ConfigError, WeightsError
-from vggnet.model.vgg import VGG
 from vggnet.files import atomic_write
+from vggnet.model.vgg import VGG, describe
+from vggnet.weights.layout import EXPORTS, FORMATS, check_holds, formats_for
 
-EXPORTS = ("onnx", "torchscript")
 MIN_OPSET = 17
 
 # File names -> the format they suggest, longest suffix first (.pt is TorchScript's and torch's).
@@ -29,22 +29,26 @@ def format_from_name(path: str | Path) -> str | None:
     return next((fmt for suffix, fmt in NAMED if name.endswith(suffix)), None)
 
 
-def choose_format(path: str | Path, fmt: str | None) -> tuple[str, str | None]:
-    """(format, warning or None): ``fmt`` if given, else the one the name suggests; a warning
-    when the name suggests another (a .weights.h5 written in the Keras 2 layout, which Keras 3
-    refuses, say)."""
+def choose_format(path: str | Path, fmt: str | None, model: VGG) -> tuple[str, str | None]:
+    """(format, warning or None) for writing ``model`` to ``path``: ``fmt`` if given, else the one
+    the name suggests; a warning when the name suggests another (a .weights.h5 written in the
+    Keras 2 layout, which Keras 3 refuses, say). A name vggnet only reads (.keras, .caffemodel) is
+    an error that lists the formats that can take ``model``."""
+    name, suffix = Path(path).name, Path(path).suffix.lower()
     named = format_from_name(path)
-    if Path(path).suffix.lower() in (".keras", ".caffemodel"):
-        raise ConfigError(f"{Path(path).name}: vggnet reads {Path(path).suffix} files but does not write them; "
-                          "write a Keras 3 .weights.h5 (keras.applications.VGG16(weights=None).load_weights takes it)")
+    if suffix in (".keras", ".caffemodel"):
+        keras = ("; Keras 3 loads a .weights.h5 with load_weights: give --out NAME.weights.h5"
+                 if suffix == ".keras" and "keras3" in formats_for(model) else "")
+        raise ConfigError(f"{name}: vggnet reads {suffix} files but does not write them; formats that can take "
+                          f"this {describe(model)}: {', '.join(formats_for(model))}{keras}")
     if fmt is None:
         if named is None:
-            raise ConfigError(f"cannot tell the format from the name {Path(path).name}; give --format "
-                              "(onnx, torchscript, vggnet, torchvision, timm, keras, keras3)")
+            raise ConfigError(f"cannot tell the format from the name {name}; give --format "
+                              f"({', '.join(EXPORTS + FORMATS)})")
         return named, None
     compatible = {named, "timm"} if named == "vggnet" else {named}
     if named is not None and fmt not in compatible:
-        return fmt, (f"{Path(path).name} is named like a {named} file, but --format {fmt} writes {fmt}'s layout; "
+        return fmt, (f"{name} is named like a {named} file, but --format {fmt} writes {fmt}'s layout; "
                      f"rename it or use --format {named}")
     return fmt, None
 
@@ -128,6 +132,8 @@ def export_torchscript(model: VGG, path: str | Path, *, image_size: int | None =
 
 def export(model: VGG, path: str | Path, fmt: str, *, image_size: int | None = None) -> Path:
     """Write ``model`` as ``fmt`` ("onnx" or "torchscript")."""
+    if fmt in EXPORTS:
+        check_holds(fmt, model)
     if fmt == "onnx":
         return export_onnx(model, path, image_size=image_size)
     if fmt == "torchscript":

@@ -10,6 +10,7 @@ was trained on. Nothing is unpickled unsafely: torch files go through ``weights_
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -86,14 +87,32 @@ def sniff(path: Path) -> str:
     return "unknown"
 
 
-def _is_keras3(path: Path) -> bool:
+def _is_keras3(path: Path) -> bool | None:
+    """Whether an HDF5 file has Keras 3's layout (None: it does not open)."""
     import h5py
 
     try:
         with h5py.File(path, "r") as handle:
-            return "layers" in handle and "vars" in handle
+            return "layers" in handle
     except OSError:
-        return False
+        return None
+
+
+def _read_hdf5(path: Path) -> VGG:
+    """A Keras file, in the layout its content has; a name that says the other one is a warning
+    (Keras 3's load_weights takes only a .weights.h5 in its own layout, and reads .h5 as Keras 2's)."""
+    named = "keras3" if path.name.lower().endswith(".weights.h5") else (
+        "keras" if path.suffix.lower() in (".h5", ".hdf5") else None)
+    keras3 = _is_keras3(path)
+    if keras3 is None:  # unreadable: the reader of the name's layout says so
+        return read_keras(path) if named == "keras" else read_keras3(path)
+    held = "keras3" if keras3 else "keras"
+    if named is not None and named != held:
+        words = {"keras3": "Keras 3's (layers/.../vars)", "keras": "Keras 2's (block{n}_conv{m})"}
+        warnings.warn(f"{path.name} is named like a {named} file but holds {words[held]} layout; read as "
+                      f"{held}. Keras 3's load_weights would misread it: rename it "
+                      f"{'NAME.weights.h5' if held == 'keras3' else 'NAME.h5'}", stacklevel=3)
+    return read_keras3(path) if keras3 else read_keras(path)
 
 
 SIDECAR = ".vggnet.json"  # beside a foreign-format file: the preprocessing and classes it cannot hold
@@ -137,13 +156,19 @@ def _read_file(path: Path) -> VGG:
     name, suffix = path.name.lower(), path.suffix.lower()
     if path.is_file() and path.stat().st_size == 0:
         raise WeightsError(f"weights file {path} is empty (0 bytes)")
-    if suffix == ".caffemodel":
-        return read_caffe(path)
     kind = sniff(path)
-    if name.endswith(".weights.h5") or suffix == ".keras" or kind == "keras3-archive" or (
-            kind == "hdf5" and _is_keras3(path)):
+    if suffix == ".caffemodel":
+        if kind != "unknown":  # protobuf has no magic; these files have theirs
+            raise WeightsError(f"{path}: named .caffemodel but not a Caffe NetParameter (detected: {kind} "
+                               f"content); accepted: {ACCEPTED}")
+        return read_caffe(path)
+    if suffix == ".keras" or kind == "keras3-archive":
         return read_keras3(path)
-    if suffix in (".h5", ".hdf5") or kind == "hdf5":
+    if kind == "hdf5":
+        return _read_hdf5(path)
+    if name.endswith(".weights.h5"):  # not HDF5 inside: the readers say what is wrong
+        return read_keras3(path)
+    if suffix in (".h5", ".hdf5"):
         return read_keras(path)
     if suffix == ".safetensors" and "model" in read_metadata(path):
         return load_weights(path)
@@ -247,6 +272,9 @@ def how_to_load(fmt: str, model: VGG, path: str | Path) -> str:
                 else f"load_weights('{path}') into a Keras VGG-{c['name']} built layer by layer (keras.applications "
                      "has only VGG16 and VGG19)")
         call = f"{'Keras 3' if fmt == 'keras3' else 'Keras 2'}: {call}"
+    if not np.isclose(c["width"], 1.0):
+        call += (f" (this net is at width {c['width']:g} and that constructor builds width 1: build the same "
+                 f"layers at width {c['width']:g} to load it; vggnet --weights reads the file as it is)")
     pre = (getattr(model, "metadata", None) or {}).get("preprocessing")
     usual = "" if pre and _same_input(pre, _usual(fmt)) else f" (not {fmt}'s usual preprocessing: feed exactly this)"
     return f"{call}; {expected_input(model)}{usual}"

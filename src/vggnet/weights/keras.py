@@ -63,7 +63,8 @@ def _keras_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise WeightsError(f"keras file {path} is not a readable HDF5 file ({str(exc)[:80]})") from None
+        raise WeightsError(f"keras file {path} is not a readable HDF5 file ({str(exc)[:80]}); it is truncated or "
+                           "not a Keras file") from None
     layers: dict[str, dict[str, np.ndarray]] = {}
     with handle:
         root = handle["model_weights"] if "model_weights" in handle else handle

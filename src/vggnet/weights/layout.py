@@ -15,15 +15,18 @@ from vggnet.model.vgg import VGG, _scaled, describe
 
 Pair = tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]
 
-FORMATS = ("vggnet", "torchvision", "timm", "keras", "keras3")
+FORMATS = ("vggnet", "torchvision", "timm", "keras", "keras3")  # weights formats: written and read back
+EXPORTS = ("onnx", "torchscript")  # deployment formats: written, run elsewhere
 
-# What each weights format can hold, said once (export errors and `vggnet export --help` use it).
+# What each format can hold, said once: every writer's error, `vggnet export --help` and docs/transfer.md.
 HOLDS = {
     "vggnet": "every config, head and option",
     "torchvision": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
     "timm": "A, B, D, E (vgg11/13/16/19), with or without batch norm, fc head (conv is converted)",
     "keras": "no batch norm or LRN, fc head (conv is converted)",
     "keras3": "no batch norm or LRN, fc head (conv is converted)",
+    "onnx": "every config and head, with logits out (not a features_only model)",
+    "torchscript": "every config and head, with logits out (not a features_only model)",
 }
 TORCHVISION_LETTERS = tuple(v for k, v in ALIASES.items() if "lrn" not in k)  # A, B, D, E
 
@@ -41,15 +44,15 @@ def cannot_hold(fmt: str, model: VGG) -> bool:
 
 
 def formats_for(model: VGG) -> list[str]:
-    """The weights formats that can hold ``model``."""
-    return [fmt for fmt in FORMATS if not cannot_hold(fmt, model)]
+    """The formats, weights and deployment, that can hold ``model``."""
+    return [fmt for fmt in FORMATS + EXPORTS if not cannot_hold(fmt, model)]
 
 
 def check_holds(fmt: str, model: VGG) -> None:
     """One error for every writer: what ``fmt`` holds, and the formats that can take ``model``."""
     if cannot_hold(fmt, model):
         raise WeightsError(f"{fmt} cannot hold this {describe(model)}: {fmt} holds {HOLDS[fmt]}; formats that "
-                           f"can: {', '.join(formats_for(model))} (and onnx, torchscript)")
+                           f"can: {', '.join(formats_for(model))}")
 
 
 def conv_plan(letter: str) -> list[tuple[int, int]]:
