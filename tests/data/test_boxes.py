@@ -114,3 +114,26 @@ def test_voc_layout_reads_the_same_way(tmp_path):
 def test_a_folder_without_annotations_is_one_clear_error(tmp_path):
     with pytest.raises(DataError, match="Annotations/CLS-LOC not found"):
         sources.get(cfg(name="ilsvrc-loc", dir=str(tmp_path)))
+
+
+def test_a_run_on_bad_box_files_skips_and_counts_them(tmp_path, capsys, one_thread):
+    """The bad-input list end to end: a box outside the image (dropped, its image kept for its
+    good box), an XML file without a box and one whose image is missing are skipped and counted
+    in one line; the box net trains on the rest and is tested."""
+    from vggnet.cli import main
+
+    root = make_ilsvrc(tmp_path / "ilsvrc")
+    wnid = "n01443537"
+    (root / f"Annotations/CLS-LOC/train/{wnid}/{wnid}_7.xml").write_text(
+        ILSVRC.format(wnid=wnid, name=f"{wnid}_7", w=48, h=40,
+                      objects=objects((wnid, (5, 5, 30, 30)), (wnid, (20, 10, 60, 30)))))  # xmax 60 > 48
+    write_jpeg(root / f"Data/CLS-LOC/train/{wnid}/{wnid}_7.JPEG", 48, 40, seed=7)
+    sets = ["data.name=ilsvrc-loc", f"data.dir={root}", "data.image_size=32", "data.val_fraction=0.0",
+            "model.name=A", "model.width=0.0625", "model.head=fc", "model.box_head=scr", "train.batch_size=4",
+            "train.epochs=1", "train.progress=false", "train.health_every=0", "train.amp=false", "eval.scales=[32]"]
+    assert main(["train", *[a for s in sets for a in ("--set", s)], "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("ilsvrc-loc: skipped"))
+    assert line.startswith("ilsvrc-loc: skipped 3 (") and all(
+        part in line for part in ("1 missing image", "1 xml without a box", "1 box outside the image")), line
+    assert "test localisation error (4 images, IoU > 0.5)" in out  # the 4 val images with a box; 99's has none

@@ -66,12 +66,19 @@ def test_config_rejects_an_unknown_box_head_and_finetune_mode():
         config.load(None, ["loc.finetune=conv"])
 
 
-def test_cli_unknown_box_head_is_one_line_exit_2(capsys):
+@pytest.mark.parametrize("given", ["--set", "a config file"])
+def test_cli_unknown_box_head_is_one_line_exit_2(given, tmp_path, capsys):
     from vggnet.cli import main
 
-    assert main(["train", "--set", "model.box_head=xyz"]) == 2
+    if given == "--set":
+        args = ["--set", "model.box_head=xyz"]
+    else:
+        (tmp_path / "loc.yaml").write_text("model: {name: D, box_head: xyz}\nloc: {finetune: all}\n")
+        args = ["-c", str(tmp_path / "loc.yaml")]
+    assert main(["train", *args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "scr, pcr" in err[0]
+    assert len(err) == 1 and "model.box_head='xyz' is not one of scr, pcr" in err[0]
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 @pytest.mark.slow

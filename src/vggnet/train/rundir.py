@@ -39,7 +39,7 @@ MAY_CHANGE_ON_RESUME = ("eval.", "train.progress", "train.checkpoint_minutes", "
                         "data.dir", "data.download", "data.workers", "device", "name")
 # What a run writes; --overwrite removes exactly these (and nothing else the user put there).
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "eval.json", "report.html",
-               RUN_FILE)
+               "examples.safetensors", "boxes.png", RUN_FILE)
 
 
 def prepare(out: str | os.PathLike) -> Path:
@@ -179,6 +179,20 @@ def overwrite(out: Path) -> None:
             path.unlink()
     for events in out.glob("events.out.tfevents.*"):
         events.unlink()
+
+
+def trim_metrics(out: Path, lines: int, *, write: bool = True) -> list[dict[str, Any]]:
+    """The first ``lines`` rows of metrics.jsonl (what the checkpoint being resumed had logged),
+    parsed; with ``write`` the file is cut to them, atomically (a kill here cannot truncate it),
+    dropping the rows a killed run wrote after its checkpoint."""
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    kept = path.read_text().splitlines()[:lines]
+    if write:
+        text = "".join(line + "\n" for line in kept)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return [json.loads(line) for line in kept]
 
 
 # ---------------------------------------------------------------- the fingerprint

@@ -25,7 +25,6 @@ from vggnet.model.vgg import VGG
 from vggnet.weights.native import load_weights, save_weights
 from vggnet.train import checkpoint, distributed, health, resources, rundir
 from vggnet.config import RunConfig, dump
-from vggnet.files import atomic_write
 from vggnet.train.runinfo import run_info
 from vggnet.train.runtime import (Interrupt, default_out_dir, make_model, make_optimizer, preprocessing,
                                   render_report)
@@ -183,13 +182,7 @@ class Trainer:
         state = checkpoint.load_latest(self.out / "checkpoints", self.load_state)
         if state is None:
             return False
-        metrics_path = self.out / "metrics.jsonl"
-        if metrics_path.is_file():  # drop lines written after the checkpoint (a killed run)
-            lines = metrics_path.read_text().splitlines()[: state["metrics_lines"]]
-            self.metrics = [json.loads(line) for line in lines]
-            if self.ctx.is_main:  # temp file + rename: a kill here cannot truncate the file
-                text = "".join(line + "\n" for line in lines)
-                atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(text))
+        self.metrics = rundir.trim_metrics(self.out, state["metrics_lines"], write=self.ctx.is_main)
         return True
 
     # ---- logging --------------------------------------------------------------------------
@@ -487,10 +480,6 @@ def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None 
         rundir.clean_orphans(out)
         if overwrite:
             rundir.overwrite(out)
-        if cfg.model.box_head is not None:  # a localisation net (Appendix A): its own loop, no resume
-            from vggnet.train.localisation import fit_localisation
-
-            return fit_localisation(cfg, out)
         state = rundir.status(out)
         if resume and state == "new":
             raise ConfigError(f"nothing to resume: {out}/checkpoints/last.pt does not exist")
@@ -500,6 +489,10 @@ def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None 
             rundir.check_same_run(out, cfg)
         if state == "finished":
             return finished_result(out)
+        if cfg.model.box_head is not None:  # a localisation net (Appendix A): its own loop
+            from vggnet.train.localisation_run import fit_localisation
+
+            return fit_localisation(cfg, out, resume=state == "partial", callbacks=callbacks)
         trainer = Trainer(cfg, out, model, param_groups, callbacks)
         try:
             return trainer.fit(resume=state == "partial")
