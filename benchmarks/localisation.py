@@ -20,11 +20,18 @@ from pathlib import Path
 import torch
 
 from vggnet import config
+from vggnet.train import rundir
 from vggnet.train.trainer import fit
 
 ROOT = Path(__file__).resolve().parents[1] / "configs" / "fashion-mnist"
 ARMS = {"scr-all": ["model.box_head=scr"], "pcr-all": ["model.box_head=pcr"],
         "scr-fc": ["model.box_head=scr", "loc.finetune=fc"], "pcr-fc": ["model.box_head=pcr", "loc.finetune=fc"]}
+
+
+def run(cfg: config.RunConfig, out: Path):  # noqa: ANN201 - trainer.RunResult
+    """Train into ``out``; a finished run is reused (read back, not retrained), so a stopped
+    benchmark picks up where it was."""
+    return fit(cfg, out, resume=rundir.status(out) == "finished")
 
 
 def main() -> None:
@@ -38,14 +45,14 @@ def main() -> None:
     for seed in args.seeds:
         common = [f"seed={seed}", "train.progress=false", *args.overrides]
         t0 = time.time()
-        cls = fit(config.load(ROOT / "loc-classifier.yaml", common), out / f"cls-s{seed}")
+        cls = run(config.load(ROOT / "loc-classifier.yaml", common), out / f"cls-s{seed}")
         print(f"seed {seed} classifier: top-1 error {cls.test['protocols']['centre']['top1_error']:.3f} "
               f"({time.time() - t0:.0f} s)", flush=True)
         for arm, extra in ARMS.items():
             t0 = time.time()
             classifier = f"loc.classifier={out / f'cls-s{seed}' / 'model.safetensors'}"
-            run = fit(config.load(ROOT / "loc.yaml", [*common, classifier, *extra]), out / f"{arm}-s{seed}")
-            prot = run.test["protocols"]
+            box = run(config.load(ROOT / "loc.yaml", [*common, classifier, *extra]), out / f"{arm}-s{seed}")
+            prot = box.test["protocols"]
             row = {"seed": seed, "arm": arm, "wall_s": round(time.time() - t0, 1),
                    **{f"{k}_top1": v["top1_error"] for k, v in prot.items()},
                    "classifier_top5": prot["classifier"]["top5_error"]}
