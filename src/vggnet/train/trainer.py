@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -184,12 +185,30 @@ class Trainer:
         if state is None:
             return False
         metrics_path = self.out / "metrics.jsonl"
-        if metrics_path.is_file():  # drop lines written after the checkpoint (a killed run)
-            lines = metrics_path.read_text().splitlines()[: state["metrics_lines"]]
-            self.metrics = [json.loads(line) for line in lines]
-            if self.ctx.is_main:  # temp file + rename: a kill here cannot truncate the file
-                text = "".join(line + "\n" for line in lines)
-                atomic_write(metrics_path, lambda tmp: Path(tmp).write_text(text))
+        covered = state["metrics_lines"]
+        # the lines the checkpoint covers (later ones were written after it, by a killed run), as bytes: a
+        # damaged line is kept as it is (and left out of the rows) instead of failing the resume
+        lines = metrics_path.read_bytes().split(b"\n") if metrics_path.is_file() else []
+        lines = (lines[:-1] if lines and not lines[-1] else lines)[:covered]
+        self.metrics, damaged = [], []
+        for n, line in enumerate(lines, start=1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict):
+                damaged.append(n)
+                row = {"damaged": line.decode("utf-8", "replace")}  # keeps the count the checkpoint says
+            self.metrics.append(row)
+        if self.ctx.is_main and damaged:
+            print(f"note: {metrics_path}: line(s) {', '.join(map(str, damaged[:5]))} damaged; kept as they are, "
+                  "left out of the report", file=sys.stderr, flush=True)
+        if self.ctx.is_main and len(lines) < covered:
+            print(f"note: {metrics_path} has {len(lines)} of the {covered} rows the checkpoint covers; the others "
+                  "are lost, training continues", file=sys.stderr, flush=True)
+        if self.ctx.is_main and metrics_path.is_file():  # temp file + rename: a kill here cannot truncate it
+            data = b"".join(line + b"\n" for line in lines)
+            atomic_write(metrics_path, lambda tmp: Path(tmp).write_bytes(data))
         return True
 
     # ---- logging --------------------------------------------------------------------------
@@ -378,7 +397,7 @@ class Trainer:
         if self.ctx.is_main:
             self._print_epoch(record)
         if self.monitor is not None:
-            history = [m["train_loss"] for m in self.metrics if "train_loss" in m]
+            history = [m["train_loss"] for m in self.metrics if isinstance(m.get("train_loss"), (int, float))]
             self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
         for callback in self.callbacks:
             callback(self, record)
@@ -418,8 +437,9 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.out))
         if resumed and self.ctx.is_main:
-            where = (f"at epoch {self.epoch + 1}, step {self.step}" if self.epoch < self.cfg.train.epochs
-                     else "after its last epoch, to evaluate it")
+            done = self.epoch >= self.cfg.train.epochs or (self.step >= self.total_steps and self.batch == 0)
+            where = (f"after its last {'epoch' if self.epoch >= self.cfg.train.epochs else 'step'}, to evaluate it"
+                     if done else f"at epoch {self.epoch + 1} of {self.cfg.train.epochs}, step {self.step}")
             print(f"resuming {self.out} {where}", flush=True)
         try:
             with self.interrupt:
@@ -441,7 +461,8 @@ class Trainer:
             with self.interrupt.shield():
                 self.save_checkpoint()
             if self.ctx.is_main:
-                print(f"\ninterrupted; saved. Resume with: vggnet train --out {self.out} --resume", flush=True)
+                print(f"\ninterrupted; saved. Resume with: vggnet train -c {self.out / 'config.yaml'} --out {self.out} "
+                      "--resume", flush=True)
             raise
         finally:
             if self.writer is not None:
@@ -481,8 +502,8 @@ def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None 
     of the same run is resumed exactly where it stopped; ``resume=True`` insists on one (an error
     if none; a finished run is reported, not retrained). A finished run's directory is never
     trained into again unless ``overwrite=True`` clears it. The directory is locked meanwhile."""
+    resources.check_device(cfg.device)  # before --out is created: a bad device leaves nothing behind
     out = rundir.prepare(out_dir if out_dir is not None else default_out_dir(cfg))
-    resources.check_device(cfg.device)
     with rundir.lock(out):
         rundir.clean_orphans(out)
         if overwrite:
