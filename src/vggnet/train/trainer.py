@@ -42,6 +42,7 @@ class RunResult:
     test: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    skipped: dict[Path, str] = field(default_factory=dict)  # unreadable image files, with why (folder sets)
 
 
 class Trainer:
@@ -469,6 +470,14 @@ class Trainer:
                 self.writer.close()
         return self.finish()
 
+    def skipped_images(self) -> dict[Path, str]:
+        """Every image file this run skipped (training, validation, test), with why."""
+        out: dict[Path, str] = {}
+        for loader in (self.train_loader, self.val_loader):
+            out.update(getattr(loader, "bad", {}))
+        out.update(self.ds.skipped)
+        return out
+
     def finish(self) -> RunResult:
         result = RunResult(self.out, self.best_val, metrics=self.metrics, stopped_early=self.stopped_early)
         if self.ctx.is_main and (self.out / "model.safetensors").is_file():
@@ -486,8 +495,15 @@ class Trainer:
             examples = collect_examples(best, self.ds, prep, device=self.device, limit=self.cfg.eval.limit,
                                         batch_size=self.cfg.eval.batch_size)
             write_examples(examples, list(self.ds.classes), self.out / "examples.safetensors")
+        result.skipped = self.skipped_images()
         if self.ctx.is_main:
             info = run_info(resumed=self.resumed, device=str(self.device))
+            if result.skipped:
+                reasons: dict[str, int] = {}
+                for why in result.skipped.values():
+                    reasons[why] = reasons.get(why, 0) + 1
+                info["skipped_images"] = {"count": len(result.skipped), "reasons": reasons,
+                                          "files": {str(p): why for p, why in list(result.skipped.items())[:1000]}}
             rundir.write_run(self.out, self.cfg, finished=True, info=info)
             if result.test:
                 render_report(self.out)
