@@ -267,3 +267,15 @@ def test_the_resume_line_says_when_max_steps_was_reached(tmp_path, tiny_sets_mod
     fit(cfg, tmp_path / "run")
     out = capsys.readouterr().out
     assert "resuming" in out and "after its last step, to evaluate it" in out, out
+
+
+def test_a_read_only_out_even_for_root(tmp_path, monkeypatch):
+    """What a read-only place looks like to the write probe (root writes anywhere, so it is simulated)."""
+    import errno
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(rundir.tempfile, "mkstemp", read_only)
+    with pytest.raises(ConfigError, match=r"--out .* is not writable \(Read-only file system\); choose a writable"):
+        rundir.prepare(tmp_path / "run")
