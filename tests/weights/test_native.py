@@ -130,3 +130,22 @@ def test_damaged_weights_files_say_what_is_wrong_in_a_few_words(tmp_path, name, 
         load_state_dict(path)
     message = str(info.value)
     assert "\n" not in message and "PyTorch 2.6" not in message and len(message) < 300, message
+
+
+@pytest.mark.parametrize("change", [{"width": 2000}, {"width": "wide"}, {"num_classes": -3}, {"name": "F"}])
+def test_metadata_that_does_not_describe_the_tensors_is_refused_before_allocating(tmp_path, change):
+    """A crafted config (width 2000 would be a 1 TB allocation) is compared on the meta device first."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from vggnet.weights.native import load_weights
+
+    _, path = _saved(tmp_path)
+    meta = read_metadata(path)
+    meta["model"].update(change)
+    meta.pop("sha256")
+    save_file(load_file(path), tmp_path / "crafted.safetensors", metadata={"vggnet": json.dumps(meta)})
+    with pytest.raises(WeightsError, match="crafted.safetensors: its metadata") as info:
+        load_weights(tmp_path / "crafted.safetensors")
+    assert "\n" not in str(info.value)

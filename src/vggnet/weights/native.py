@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vggnet.errors import WeightsError
-from vggnet.files import atomic_write, torch_load_problem
+from vggnet.files import atomic_write, short, torch_load_problem
 from vggnet.model.vgg import VGG, from_config
 
 META_KEY = "vggnet"
@@ -102,12 +102,31 @@ def load_weights(path: str | Path, model: VGG | None = None, *, strict: bool = T
         if "model" not in meta:
             raise WeightsError(f"{path} carries no vggnet config; pass the model to load into, "
                                "or use vggnet.from_torchvision for torchvision files")
+        _check_config_holds(meta["model"], state, path)
         model = from_config(meta["model"])
     elif "model" in meta:
         _check_same(meta["model"], model.config, path)
     _load_into(model, state, path, strict=strict)
     model.metadata = meta  # preprocessing and classes travel with the weights
     return model
+
+
+def _check_config_holds(config: dict, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """The model the file's metadata describes, built on the meta device (nothing allocated), has
+    the shapes of the file's tensors: a damaged or crafted config (``width: 2000``) is an error
+    here, not an allocation of a terabyte."""
+    try:
+        with torch.device("meta"):
+            shell = from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise WeightsError(f"{path}: its metadata is not a model config ({short(str(exc), 100)}); the file is "
+                           "damaged, export the weights again") from None
+    want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    wrong = next((k for k, v in state.items() if k in want and want[k] != tuple(v.shape)), None)
+    if wrong is not None:
+        raise WeightsError(f"{path}: its metadata describes another model than its tensors ('{wrong}' is "
+                           f"{tuple(state[wrong].shape)}, the config needs {want[wrong]}); the file is damaged, "
+                           "export the weights again")
 
 
 def _check_same(file_cfg: dict, model_cfg: dict, path: str | Path) -> None:
