@@ -72,7 +72,7 @@ BAD: dict[str, list[str]] = {
     "seed": ["-1", "1e23", "9223372036854775808", "1.5"],
     "device": ["gpu", "cuda:x", "tpu"],
     "deterministic": ["[true]"],
-    "name": ["''"],
+    "name": ["''", "a/../../etc", "/abs", "..", "run\\x"],
     "init_from": ["''"],
 }
 
@@ -123,3 +123,54 @@ def test_good_values_still_load():
     cfg = config.load(None, ["seed=9223372036854775807", "device=cuda:1", "train.momentum=0", "train.grad_clip=1",
                              "data.scale=[256, 512]", "data.image_size=224", "eval.scales=[224, 256]"])
     assert cfg.seed == 2**63 - 1 and cfg.device == "cuda:1" and cfg.data.scale == [256, 512]
+
+
+@pytest.mark.parametrize("value", ["[0.1", "!!python/name:os.system", "*a", "{a: 1"])
+def test_a_set_value_that_is_not_yaml_is_one_line(value):
+    with pytest.raises(ConfigError, match=r"--set train\.lr=.*not valid YAML.*quote") as info:
+        config.load(None, [f"train.lr={value}"])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override,allowed", [
+    ("seed=1e23", "a whole number (at least 0 and less than 9223372036854775808)"),
+    ("train.epochs=.inf", "a whole number (at least 1 and at most 100000)"),
+    ("train.lr=.nan", "a finite number (more than 0)"),
+    ("train.optimizer=", "one of sgd, adam"),
+    ("data.scale=[1.5]", "a list of whole numbers (each at least 1 and at most 8192) or null"),
+    ("train.amp=bf16", "true or false"),
+])
+def test_the_line_says_what_is_allowed(override, allowed):
+    with pytest.raises(ConfigError) as info:
+        config.load(None, [override])
+    assert allowed in str(info.value) and override.split("=")[0] in str(info.value)
+
+
+def test_a_config_path_that_is_a_folder(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder; give a YAML file"):
+        config.load(tmp_path)
+
+
+# The bad configs, through the CLI: exit 2 and exactly one line on stderr, nothing else.
+CLI_CASES = [
+    ["--set", "train.momentum=-0.9"], ["--set", "train.weight_decay=-1e-4"], ["--set", "train.label_smoothing=2"],
+    ["--set", "data.num_classes=0"], ["--set", "device=tpu"], ["--set", "train.warmup_epochs=-1"],
+    ["--set", "train.health_every=-1"], ["--set", "train.checkpoint_minutes=-1"], ["--set", "train.grad_clip=-1"],
+    ["--set", "train.early_stop_patience=0"], ["--set", "seed=1e23"], ["--set", "seed=-1"],
+    ["--set", "train.epochs=.inf"], ["--set", "train.lr=nan"], ["--set", "train.lr=[0.1"], ["--set", "name=../x"],
+    ["-c", "DUP"], ["-c", "BINARY"], ["-c", "FOLDER"],
+]
+
+
+@pytest.mark.parametrize("args", CLI_CASES, ids=[" ".join(a) for a in CLI_CASES])
+def test_cli_bad_config_is_exit_2_and_one_line(tmp_path, capsys, args):
+    from vggnet.cli import main
+
+    (tmp_path / "dup.yaml").write_bytes(b"train:\n  lr: 0.1\n  lr: 0.2\n")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 8)
+    files = {"DUP": str(tmp_path / "dup.yaml"), "BINARY": str(tmp_path / "binary.yaml"), "FOLDER": str(tmp_path)}
+    argv = ["train", *[files.get(a, a) for a in args], "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vggnet train: error: ") and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()  # refused before anything was created

@@ -138,12 +138,17 @@ class RunConfig:
 
 
 def _check_type(value: Any, hint: Any, key: str) -> Any:
-    """Coerce YAML scalars to the declared type, or raise ConfigError naming the key."""
+    """Coerce YAML scalars to the declared type, or raise ConfigError naming the key, the value
+    and what is allowed (`allowed`)."""
     text = str(hint)
+
+    def refuse() -> ConfigError:
+        return ConfigError(f"{key} must be {allowed(key, hint)}, got {value!r}")
+
     if value is None:
         if "None" in text:
             return None
-        raise ConfigError(f"{key} may not be null")
+        raise ConfigError(f"{key} may not be null; give {allowed(key, hint)}")
     if "list" in text:
         if not isinstance(value, (list, tuple)):
             value = [value]
@@ -151,11 +156,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         if any(isinstance(v, (list, tuple, dict, bool)) or v is None for v in value) or (
                 inner is int and not all(isinstance(v, int) or (isinstance(v, float) and v.is_integer())
                                          or isinstance(v, str) for v in value)):
-            raise ConfigError(f"{key} must be a list of {inner.__name__}, got {value!r}")
+            raise refuse()
         try:
             return [inner(v) for v in value]
         except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{key} must be a list of {inner.__name__}, got {value!r}") from None
+            raise refuse() from None
     for typ in (bool, int, float, str):
         if text.startswith(typ.__name__) or text == f"<class '{typ.__name__}'>":
             if typ is bool and not isinstance(value, bool):
@@ -163,19 +168,19 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
                     return True
                 if str(value).lower() in ("false", "0", "no"):
                     return False
-                raise ConfigError(f"{key} must be true or false, got {value!r}")
+                raise refuse()
             if typ in (int, float) and isinstance(value, bool):
-                raise ConfigError(f"{key} must be a number, got {value!r}")
+                raise refuse()
             if isinstance(value, (list, tuple, dict)):
-                raise ConfigError(f"{key} must be a single {typ.__name__}, got {value!r}")
+                raise refuse()
             try:
                 out = typ(value)
             except (TypeError, ValueError, OverflowError):
-                raise ConfigError(f"{key} must be {typ.__name__}, got {value!r}") from None
+                raise refuse() from None
             if typ is float and not math.isfinite(out):
-                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+                raise refuse()
             if typ is int and isinstance(value, float) and value != int(value):
-                raise ConfigError(f"{key} must be a whole number, got {value!r}")
+                raise refuse()
             return out
     return value
 
@@ -204,7 +209,11 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value (e.g. train.lr=0.05), got '{text}'")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}={raw}: the value is not valid YAML ({str(exc).splitlines()[0]}); quote "
+                          f"text, e.g. --set {key}='\"{raw}\"'") from None
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")
@@ -216,7 +225,8 @@ def parse_override(text: str) -> dict[str, Any]:
 
 # ---- what each key allows: one entry per key (a test checks that every key has one) ----
 # (kind, argument): "choice" -> the allowed values; "range" -> (low, high[, low_open[, high_open]]);
-# "names" -> resolved by a function; "text"/"path" -> non-empty; "device" -> DEVICE; "any" -> the
+# "names" -> resolved by a function; "text"/"path" -> non-empty; "plain" -> one path component (a run
+# name under runs/); "device" -> DEVICE; "any" -> the
 # type check alone is enough. Lists are checked item by item; None is allowed where the type says.
 INF = float("inf")
 CHECKS: dict[str, tuple[str, Any]] = {
@@ -284,10 +294,43 @@ CHECKS: dict[str, tuple[str, Any]] = {
     "seed": ("range", (0, 2**63, False, True)),
     "device": ("device", None),
     "deterministic": ("any", None),
-    "name": ("path", None),
+    "name": ("plain", None),
     "init_from": ("path", None),
 }
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _range_text(arg: tuple) -> str:
+    low, high, low_open, high_open = (*arg, False, False)[:4]
+    text = f"more than {low}" if low_open else f"at least {low}"
+    if high != INF:
+        text += f" and {'less than' if high_open else 'at most'} {high}"
+    return text
+
+
+def allowed(key: str, hint: Any = None) -> str:
+    """What ``key`` allows, in words: "a whole number at least 1 and at most 100000", "one of sgd, adam"."""
+    kind, arg = CHECKS.get(key, ("any", None))
+    hint = str(hint if hint is not None else get_type_hints(RunConfig).get(key, ""))
+    if hint == "":  # a section's key: its type from the section's dataclass
+        section, _, leaf = key.rpartition(".")
+        hint = str(get_type_hints(type(getattr(RunConfig(), section))).get(leaf, "")) if section else ""
+    many = "list" in hint
+    what = ("a list of whole numbers" if "list[int]" in hint else "a list of names") if many else (
+        "a whole number" if hint.startswith("int") or "'int'" in hint else
+        "a finite number" if hint.startswith("float") or "'float'" in hint else
+        "true or false" if hint.startswith("bool") or "'bool'" in hint else "a name")
+    if kind == "range":
+        what += f" ({'each ' if many else ''}{_range_text(arg)})"
+    elif kind == "choice":
+        what = f"a list of: {', '.join(arg)}" if many else f"one of {', '.join(arg)}"
+    elif kind == "path":
+        what = "a non-empty path"
+    elif kind == "device":
+        what = "one of auto, cpu, cuda, cuda:N, mps"
+    elif kind == "plain":
+        what = "a plain name (no / or \\, not . or ..)"
+    return what + (" or null" if "None" in hint else "")
 
 
 def _check_key(key: str, value: Any) -> None:
@@ -304,13 +347,14 @@ def _check_key(key: str, value: Any) -> None:
             raise ConfigError(f"{key}={item!r} must be a non-empty {'path' if kind == 'path' else 'name'}")
         if kind == "device" and not DEVICE.match(item):
             raise ConfigError(f"device={item!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        if kind == "plain" and (not item.strip() or "/" in item or "\\" in item or item in (".", "..")
+                                or "\0" in item):
+            raise ConfigError(f"{key}={item!r} must be a plain name (no / or \\, not . or ..): it names the run "
+                              "directory under runs/; use --out for another place")
         if kind == "range":
             low, high, low_open, high_open = (*arg, False, False)[:4]
             if item < low or item > high or (low_open and item == low) or (high_open and item == high):
-                allowed = f"more than {low}" if low_open else f"at least {low}"
-                if high != INF:
-                    allowed += f" and {'less than' if high_open else 'at most'} {high}"
-                raise ConfigError(f"{key} must be {allowed}, got {item!r}")
+                raise ConfigError(f"{key} must be {_range_text(arg)}, got {item!r}")
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -371,6 +415,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def read_yaml(path: str | Path, what: str, where: str, shape: str) -> dict[str, Any]:
     """A YAML mapping from ``path``, or a ConfigError saying what is wrong with the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder; give a YAML file ({where})")
     if not path.is_file():
         raise ConfigError(f"{what} {path} not found; {where}")
     try:

@@ -20,3 +20,8 @@ class WeightsError(VGGNetError):
 
 class TrainingError(VGGNetError):
     """Training cannot continue (e.g. a non-finite loss that recovery could not fix)."""
+
+
+class VGGNetWarning(UserWarning):
+    """Something the user should know that does not stop the run (files skipped, a conversion made).
+    The CLI prints it as one line; library warnings are held back (see vggnet.cli)."""

@@ -1,8 +1,11 @@
-"""File writing that never leaves a half-written result behind (ground floor: imports nothing of vggnet)."""
+"""File writing that never leaves a half-written result behind, and the words for a file torch refused
+(ground floor: imports nothing of vggnet)."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,3 +32,31 @@ def atomic_write(path: str | Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def short(text: str, limit: int = 120) -> str:
+    """The first line of ``text``, cut at a word boundary to at most ``limit`` characters."""
+    line = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return f"{cut} ..."
+
+
+def torch_load_problem(exc: BaseException) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in a few words (torch's
+    own message is a paragraph of advice about unsafe loading that does not apply here)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            return f"it names Python code ({found.group(1)}) that loading would run (never unpickled)"
+        reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        reason = short(reason, 60) or "not a plain tensor pickle"
+        return f"it is not a plain tensor file: damaged or another format ({reason})"
+    if ("PytorchStreamReader" in text or "zip archive" in text or isinstance(exc, EOFError)
+            or (isinstance(exc, OSError) and exc.errno == errno.EINVAL)):  # a seek past the end: truncated
+        return "it is not a complete torch file (truncated or damaged archive)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"it cannot be read ({exc.strerror})"
+    return f"{type(exc).__name__}: {short(text, 80)}"

@@ -104,3 +104,24 @@ def test_predict_on_a_gray_model_takes_rgb_photos(tmp_path, cfg, stats, ds, imag
     run = write_run(tmp_path / "gray-run", cfg, stats, ds, gray_model)
     assert main(["predict", str(run), str(image_files[1]), str(image_files[0]), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 2
+
+
+def test_a_quick_eval_adds_rows_and_the_report_names_each_figures_protocol(run_dir, capsys):
+    """The issue's sequence: full evaluation, `eval --limit`, `eval --protocol dense multi_scale`,
+    then `report`: the full rows stay, and every table and figure says where it comes from."""
+    import re
+
+    assert main(["eval", str(run_dir), "--protocol", "centre"]) == 0
+    full = json.loads((run_dir / "eval.json").read_text())["n"]
+    assert main(["eval", str(run_dir), "--protocol", "centre", "--limit", "5"]) == 0
+    data = json.loads((run_dir / "eval.json").read_text())
+    assert data["n"] == full and data["protocols"]["centre"]["n"] == full
+    assert sorted(e["images"] for e in data["entries"]) == sorted([full, 5])
+    assert main(["eval", str(run_dir), "--protocol", "dense", "multi_scale", "--scales", "32", "40"]) == 0
+    assert main(["report", str(run_dir)]) == 0
+    html = re.sub(r'src="data:[^"]+"', "", (run_dir / "report.html").read_text())
+    capsys.readouterr()
+    analysis = json.loads((run_dir / "eval.json").read_text())["analysis_protocol"]
+    assert f"test top-1 error % (centre, {full} images)" in html
+    assert f"<h2>Confusion matrix</h2><p>from the {analysis} protocol, {full} test images" in html
+    assert html.count(f"from the {analysis} protocol, {full} test images") >= 2  # analysis, per class too

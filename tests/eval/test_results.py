@@ -37,3 +37,23 @@ def test_same_images_other_protocols_are_kept_and_a_rerun_replaces_its_entry():
 def test_a_validation_run_does_not_replace_the_test_view():
     data = merge(merge(None, result(64, ["centre"])), result(1000, ["centre"], split="val"))
     assert data["split"] == "test" and len(data["entries"]) == 2
+
+
+def test_a_damaged_eval_json_is_kept_aside_not_silently_replaced(tmp_path, capsys):
+    path = tmp_path / "eval.json"
+    path.write_bytes(b"\xff{half a file")
+    write_eval(result(64, ["centre"]), path)
+    assert (tmp_path / "eval.json.damaged").read_bytes() == b"\xff{half a file"
+    assert json.loads(path.read_text())["n"] == 64
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "eval.json was damaged" in err and "eval.json.damaged" in err
+
+
+def test_eval_json_that_is_a_folder_is_one_line(tmp_path):
+    import pytest
+
+    from vggnet.errors import ConfigError
+
+    (tmp_path / "eval.json").mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        write_eval(result(64, ["centre"]), tmp_path / "eval.json")

@@ -34,7 +34,7 @@ def test_overrides_and_round_trip(tmp_path):
 @pytest.mark.parametrize("override,match", [
     ("train.lrr=0.1", "did you mean 'train.lr'"),
     ("modle.name=A", "did you mean 'model'"),
-    ("train.lr=fast", "train.lr must be float"),
+    ("train.lr=fast", "train.lr must be a finite number"),
     ("train.epochs=0", "train.epochs must be at least 1"),
     ("model.head=mlp", "model.head='mlp' is not one of fc, conv, gap"),
     ("model.name=F", "unknown VGG config 'F'"),

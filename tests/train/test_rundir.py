@@ -187,3 +187,95 @@ def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(finished, tmp_p
     err = capfd.readouterr().err
     assert "last.pt is damaged" in err and "resumed from the previous checkpoint" in err
     assert rundir.status(run) == "finished"
+
+
+@pytest.mark.parametrize("name", rundir.RUN_FILES)
+def test_a_run_file_that_is_a_folder_is_refused_before_anything_runs(tmp_path, name):
+    (tmp_path / "run" / name).mkdir(parents=True)
+    with pytest.raises(ConfigError, match=f"{name} is a folder where the run keeps a file"):
+        rundir.prepare(tmp_path / "run")
+
+
+def test_a_fifo_in_place_of_a_run_file_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    os.mkfifo(tmp_path / "run" / "metrics.jsonl")
+    with pytest.raises(ConfigError, match="metrics.jsonl is not a regular file"):
+        rundir.prepare(tmp_path / "run")
+
+
+def test_results_without_a_checkpoint_do_not_suggest_resume(finished, tmp_path, tiny_sets_module):
+    run = copy_run(finished, tmp_path)
+    shutil.rmtree(run / "checkpoints")
+    for name in ("eval.json", "run.json"):
+        (run / name).unlink()
+    for resume in (False, True):
+        with pytest.raises(ConfigError) as info:
+            fit(cfg_of(tiny_sets_module), run, resume=resume)
+        assert "--resume" not in str(info.value) and "--overwrite" in str(info.value)
+
+
+def test_damaged_metrics_lines_are_kept_and_the_run_resumes(finished, tmp_path, tiny_sets_module, capfd):
+    run = copy_run(finished, tmp_path)
+    unfinish(run)
+    lines = (run / "metrics.jsonl").read_bytes().split(b"\n")
+    lines[0] = b"\xff\xfe{not json"
+    (run / "metrics.jsonl").write_bytes(b"\n".join(lines))
+    fit(cfg_of(tiny_sets_module), run)
+    err = capfd.readouterr().err
+    assert "metrics.jsonl: line(s) 1 damaged; kept as they are" in err and "Traceback" not in err
+    assert (run / "metrics.jsonl").read_bytes().split(b"\n")[0] == b"\xff\xfe{not json"  # nothing rewritten away
+    from vggnet.report.rundir import read_metrics
+
+    assert read_metrics(run)[0]  # the other rows still read
+
+
+def test_lost_metrics_rows_are_said(finished, tmp_path, tiny_sets_module, capfd):
+    run = copy_run(finished, tmp_path)
+    unfinish(run)
+    (run / "metrics.jsonl").write_text("")
+    fit(cfg_of(tiny_sets_module), run)
+    assert "has 0 of the" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["run.json", "run.json and config.yaml"])
+def test_an_unreadable_fingerprint_is_said_not_a_traceback(finished, tmp_path, tiny_sets_module, capfd, damage):
+    run = copy_run(finished, tmp_path)
+    unfinish(run)
+    (run / "run.json").write_bytes(b"\x00garbage")
+    if "config.yaml" in damage:
+        (run / "config.yaml").write_bytes(bytes(range(128, 256)))
+    fit(cfg_of(tiny_sets_module), run)
+    err = capfd.readouterr().err
+    assert "run.json is damaged" in err
+    assert ("cannot be checked that it is the same run" in err) == ("config.yaml" in damage)
+
+
+def test_damaged_run_files_still_make_a_report(finished, tmp_path):
+    from vggnet.report.run import render_run
+
+    run = copy_run(finished, tmp_path)
+    for name in ("metrics.jsonl", "eval.json", "config.yaml", "run.json"):
+        (run / name).write_bytes(bytes(range(128, 256)) * 4)
+    assert render_run(run).is_file()
+
+
+def test_the_resume_line_says_when_max_steps_was_reached(tmp_path, tiny_sets_module, capsys):
+    cfg = config.load(None, [*tiny_sets_module, "train.epochs=2", "train.max_steps=2", "train.checkpoint_minutes=0"])
+    fit(cfg, tmp_path / "run")
+    unfinish(tmp_path / "run")
+    capsys.readouterr()
+    fit(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "resuming" in out and "after its last step, to evaluate it" in out, out
+
+
+def test_a_read_only_out_even_for_root(tmp_path, monkeypatch):
+    """What a read-only place looks like to the write probe (root writes anywhere, so it is simulated)."""
+    import errno
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(rundir.tempfile, "mkstemp", read_only)
+    with pytest.raises(ConfigError, match=r"--out .* is not writable \(Read-only file system\); choose a writable"):
+        rundir.prepare(tmp_path / "run")

@@ -37,7 +37,7 @@ def train_args(out, tiny, *extra):
     return ["train", *sets, "--out", str(out)]
 
 
-def test_second_ctrl_c_during_the_epoch_end_save_waits_for_it(tmp_path, tiny_cfg, monkeypatch):
+def test_second_ctrl_c_during_the_epoch_end_save_waits_for_it(tmp_path, tiny_cfg, monkeypatch, capsys):
     monkeypatch.setattr(trainer, "render_report", lambda out: None)
     real_save = trainer.save_weights
 
@@ -51,6 +51,9 @@ def test_second_ctrl_c_during_the_epoch_end_save_waits_for_it(tmp_path, tiny_cfg
         fit(tiny_cfg(), tmp_path / "run")
     state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert (state["epoch"], state["batch"]) == (1, 0)  # the epoch closed and was saved whole
+    # the resume command it prints works as printed: the run's own config (it was trained with --set values)
+    assert f"Resume with: vggnet train -c {tmp_path / 'run' / 'config.yaml'} --out {tmp_path / 'run'}" in \
+        capsys.readouterr().out
     monkeypatch.setattr(trainer, "save_weights", real_save)
     fit(tiny_cfg(), tmp_path / "run")
     assert [r["epoch"] for r in rows(tmp_path / "run/metrics.jsonl") if "train_loss" in r] == [1, 2]

@@ -8,7 +8,7 @@ import torchvision
 
 import vggnet
 from vggnet.errors import WeightsError
-from vggnet.weights.native import load_state_dict, read_metadata
+from vggnet.weights.native import load_state_dict, read_metadata, save_weights
 
 
 def test_safetensors_round_trip_rebuilds_the_model(tmp_path):
@@ -81,3 +81,71 @@ def test_refused_and_empty_torch_files_are_one_line_without_torch_warnings(tmp_p
         proc = subprocess.run([sys.executable, "-W", "default", "-m", "vggnet", "predict", str(tmp_path / name),
                                str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and match in proc.stderr, proc.stderr
+
+
+def _saved(tmp_path):
+    from vggnet.model.vgg import build_model
+
+    model = build_model("A", num_classes=3, width=0.0625, head="gap", seed=0)
+    return model, save_weights(model, tmp_path / "m.safetensors", classes=["a", "b", "c"])
+
+
+def test_a_flipped_bit_in_model_safetensors_is_an_error_not_another_model(tmp_path):
+    from vggnet.weights.native import load_weights
+
+    model, path = _saved(tmp_path)
+    assert load_weights(path).config == model.config  # the checksum of a good file matches
+    data = bytearray(path.read_bytes())
+    data[len(data) - 100] ^= 0x01  # inside the last tensor's bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="is damaged: its tensors do not match the checksum") as info:
+        load_weights(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("meta", ["{not json", "[1, 2]", '{"model": 5}'])
+def test_damaged_vggnet_metadata_is_one_line(tmp_path, meta):
+    from safetensors.torch import save_file
+
+    from vggnet.weights.native import load_weights
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "m.safetensors", metadata={"vggnet": meta})
+    with pytest.raises(WeightsError, match="metadata is not"):
+        load_weights(tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("empty.safetensors", b"", "is empty \\(0 bytes\\)"),
+    ("garbage.pt", b"\x80\x02" + bytes(range(256)) * 4, "not a plain tensor file: damaged or another format"),
+    ("half.pt", None, "not a complete torch file"),
+])
+def test_damaged_weights_files_say_what_is_wrong_in_a_few_words(tmp_path, name, content, match):
+    path = tmp_path / name
+    if content is None:
+        torch.save({"w": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:900])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(WeightsError, match=match) as info:
+        load_state_dict(path)
+    message = str(info.value)
+    assert "\n" not in message and "PyTorch 2.6" not in message and len(message) < 300, message
+
+
+@pytest.mark.parametrize("change", [{"width": 2000}, {"width": "wide"}, {"num_classes": -3}, {"name": "F"}])
+def test_metadata_that_does_not_describe_the_tensors_is_refused_before_allocating(tmp_path, change):
+    """A crafted config (width 2000 would be a 1 TB allocation) is compared on the meta device first."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from vggnet.weights.native import load_weights
+
+    _, path = _saved(tmp_path)
+    meta = read_metadata(path)
+    meta["model"].update(change)
+    meta.pop("sha256")
+    save_file(load_file(path), tmp_path / "crafted.safetensors", metadata={"vggnet": json.dumps(meta)})
+    with pytest.raises(WeightsError, match="crafted.safetensors: its metadata") as info:
+        load_weights(tmp_path / "crafted.safetensors")
+    assert "\n" not in str(info.value)

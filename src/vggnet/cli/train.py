@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
         rows = result.test["protocols"]
         accs = ", ".join(f"{name} {100 * (1 - r['top1_error']):.2f}%" for name, r in rows.items())
         print(f"test accuracy ({result.test['protocols'][next(iter(rows))]['n']} images): {accs}")
+    if getattr(result, "skipped", None):
+        from vggnet.data.loaders import describe_skipped
+
+        print(f"skipped {describe_skipped(result.skipped)}; all listed in {result.out_dir / 'run.json'}")
     what = "1 - localisation error" if result.test.get("task") == "localisation" else "accuracy"
     print(f"best validation {what}: {100 * result.best_val_top1:.2f}%")
     print(f"run directory: {result.out_dir}")

@@ -2,7 +2,7 @@
 
 Per-image randomness (S and the crop offset) comes from a `random.Random` seeded by
 (seed, epoch, index), so a batch is the same whatever the number of workers. Unreadable
-files come back as None and are counted by the loader, never raised.
+files come back as None with the reason, and are counted by the loader, never raised.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vggnet.data.formats import open_image
+from vggnet.data.formats import open_image, skip_reason
 from vggnet.data.sources import seed_of
 
 
@@ -47,9 +47,10 @@ def decode_crop(path: Path, size: int, scale: Sequence[int], rng: random.Random 
 
 
 def decode_thumbnail(path: Path, side: int = 64) -> torch.Tensor | None:
-    """A small RGB decode for statistics (JPEG draft, no resampling); None if unreadable."""
+    """A small RGB decode for statistics (JPEG draft, no resampling); None if unreadable (the same
+    checks as training: never a FIFO, an empty file or one over data.max_pixels)."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.format == "JPEG":
                 im.draft("RGB", (side, side))
             arr = np.asarray(im.convert("RGB"))
@@ -59,7 +60,7 @@ def decode_thumbnail(path: Path, side: int = 64) -> torch.Tensor | None:
 
 
 class FolderItems(torch.utils.data.Dataset):
-    """Indexed by (index, epoch): returns (uint8 crop or None if unreadable, label, index)."""
+    """Indexed by (index, epoch): returns (uint8 crop or None if unreadable, label, index, why not)."""
 
     def __init__(self, paths: list[Path], labels: torch.Tensor, size: int, scale: Sequence[int],
                  train: bool, seed: int) -> None:
@@ -69,14 +70,13 @@ class FolderItems(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor | None, int, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor | None, int, int, str]:
         index, epoch = key
         rng = random.Random(seed_of("image", self.seed, epoch, index)) if self.train else None
         try:
-            x = decode_crop(self.paths[index], self.size, self.scale, rng)
-        except Exception:  # noqa: BLE001 - corrupt, truncated or non-image: counted by the loader
-            x = None
-        return x, self.labels[index], index
+            return decode_crop(self.paths[index], self.size, self.scale, rng), self.labels[index], index, ""
+        except Exception as exc:  # noqa: BLE001 - corrupt, truncated or non-image: counted by the loader
+            return None, self.labels[index], index, skip_reason(exc)
 
 
 class EpochBatches:
@@ -93,10 +93,11 @@ class EpochBatches:
             yield [(i, self.epoch) for i in self.order[b * self.bs : (b + 1) * self.bs].tolist()]
 
 
-def collate(items: list[tuple[torch.Tensor | None, int, int]]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Stack the readable crops; return the indices of the unreadable ones."""
-    good = [(x, y) for x, y, _ in items if x is not None]
-    bad = [i for x, _, i in items if x is None]
+def collate(items: list[tuple[torch.Tensor | None, int, int, str]]
+            ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, str]]]:
+    """Stack the readable crops; return (index, reason) of the unreadable ones."""
+    good = [(x, y) for x, y, _, _ in items if x is not None]
+    bad = [(i, why) for x, _, i, why in items if x is None]
     if not good:
         return torch.empty(0, 3, 0, 0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), bad
     return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good], dtype=torch.int64), bad

@@ -136,7 +136,8 @@ def read_idx(path: Path) -> torch.Tensor:
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: {body.size} bytes for shape {dims}; re-download it")
+        what = "truncated" if body.size < int(np.prod(dims)) else "damaged (longer than its header says)"
+        raise DataError(f"{path} is {what}: {body.size} bytes of data for the header's shape {dims}; re-download it")
     return torch.from_numpy(body.copy()).reshape(dims)
 
 
@@ -147,7 +148,8 @@ def read_idx_split(folder: Path, split: str, num_classes: int | None = None) -> 
     labels = read_idx(folder / lbl_name)
     if images.dim() != 3 or labels.dim() != 1 or len(images) != len(labels):
         raise DataError(f"{folder}: {img_name} and {lbl_name} do not match (expected [N,H,W] images and [N] labels)")
-    check_labels(labels.long(), num_classes, folder / lbl_name)
+    lbl_path = folder / lbl_name
+    check_labels(labels.long(), num_classes, lbl_path if lbl_path.is_file() else lbl_path.with_name(lbl_name + ".gz"))
     return images.unsqueeze(1).contiguous(), labels.long()
 
 
@@ -218,7 +220,10 @@ def read_cifar(folder: Path, files: Sequence[str], label_key: str,
             what = f"{data.dtype} {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
             raise DataError(f"{path}: b'data' must be uint8 [N, 3072], got {what}; re-download it")
         try:
-            label = torch.as_tensor(np.asarray(label, dtype=np.int64).reshape(-1))
+            raw = np.asarray(label)
+            if raw.size and not (np.issubdtype(raw.dtype, np.integer) and not np.issubdtype(raw.dtype, np.bool_)):
+                raise TypeError(raw.dtype)
+            label = torch.as_tensor(raw.astype(np.int64).reshape(-1))
         except (TypeError, ValueError):
             raise DataError(f"{path}: b'{label_key}' must be a list of integers; re-download it") from None
         if len(label) != len(data):
@@ -230,10 +235,20 @@ def read_cifar(folder: Path, files: Sequence[str], label_key: str,
 
 
 def read_cifar_names(path: Path, key: str) -> list[str] | None:
+    """The class names of a CIFAR meta file (None if it is absent); a DataError if it is damaged."""
     if not path.is_file():
         return None
     meta = read_cifar_pickle(path)
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in _key(meta, key)]
+    try:
+        names = _key(meta, key)
+    except KeyError:
+        raise DataError(f"{path}: expected a dict with b'{key}'; re-download it") from None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{path}: b'{key}' must be a list of names; re-download it")
+    try:
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: b'{key}' holds names that are not UTF-8 text; re-download it") from None
 
 
 def extract_if_archived(place: Path, archive: str) -> None:
@@ -252,12 +267,13 @@ def extract_if_archived(place: Path, archive: str) -> None:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside folder (by extension; hidden files left out), sorted. Empty and
-    unreadable ones are kept: the loader skips and counts them."""
+    """Image files directly inside folder (by extension; hidden files and folders left out), sorted.
+    Empty, unreadable and non-regular ones (a FIFO, a dangling link) are kept: the loader skips and
+    counts them (open_image never blocks on them)."""
     exts = image_extensions()
     return sorted(
         p for p in folder.iterdir()
-        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in exts and not p.name.startswith(".") and not p.is_dir()
     )
 
 
@@ -343,29 +359,41 @@ def scan_caltech256(root: Path, clutter: bool) -> tuple[list[str], list[list[Pat
 MAX_PIXELS = 90_000_000
 
 
+def _refuse(message: str, reason: str) -> DataError:
+    """A DataError naming the file, with ``reason``: the short cause a folder loader counts it under."""
+    exc = DataError(message)
+    exc.reason = reason
+    return exc
+
+
+def skip_reason(exc: BaseException) -> str:
+    """Why an image file was skipped, in a few words (the counts the run summary shows)."""
+    return getattr(exc, "reason", "not a readable image")
+
+
 def open_image(path: str | os.PathLike, max_pixels: int | None = None) -> Image.Image:
     """``Image.open`` of a regular, non-empty file whose header says at most ``max_pixels``
     (default MAX_PIXELS) pixels; a DataError naming the file otherwise. Never blocks on a FIFO."""
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise DataError(f"{path} cannot be read ({exc.strerror})") from None
+        raise _refuse(f"{path} cannot be read ({exc.strerror})", "cannot be read") from None
     if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"{path} is not a regular file (a FIFO, device or folder)")
+        raise _refuse(f"{path} is not a regular file (a FIFO, device or folder)", "not a regular file")
     if info.st_size == 0:
-        raise DataError(f"{path} is empty (0 bytes)")
+        raise _refuse(f"{path} is empty (0 bytes)", "empty (0 bytes)")
     limit = max_pixels or MAX_PIXELS
     old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit is checked here, in one line
     try:
         im = Image.open(path)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-        raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
+        raise _refuse(f"{path} is not a readable image ({type(exc).__name__}: {exc})", "not a readable image") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old
     if im.size[0] * im.size[1] > limit:
         im.close()
-        raise DataError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over the limit of {limit:,} "
-                        "(data.max_pixels)")
+        raise _refuse(f"{path} is {im.size[0]}x{im.size[1]} pixels, over the limit of {limit:,} "
+                      "(data.max_pixels)", "over data.max_pixels")
     return im
 
 
@@ -377,6 +405,6 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
             im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
             arr = np.asarray(im)
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
-        raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc})") from None
+        raise _refuse(f"{path} is not a readable image ({type(exc).__name__}: {exc})", "not a readable image") from None
     tensor = torch.from_numpy(arr.copy())
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()

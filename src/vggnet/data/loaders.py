@@ -23,12 +23,22 @@ import torch
 
 from vggnet.data import augment as A
 from vggnet.data.folder import EpochBatches, FolderItems, collate
-from vggnet.data.formats import load_image
+from vggnet.data.formats import load_image, skip_reason
 from vggnet.data.sources import Dataset, Split, seed_of
-from vggnet.errors import ConfigError, DataError
+from vggnet.errors import ConfigError, DataError, VGGNetWarning
 from vggnet.config import DataConfig
 
-__all__ = ["Loader", "make_loader", "iter_raw", "load_image", "eval_scale"]
+__all__ = ["Loader", "make_loader", "iter_raw", "load_image", "eval_scale", "describe_skipped"]
+
+
+def describe_skipped(skipped: dict[Path, str], examples: int = 3) -> str:
+    """"3 unreadable image files (2 empty (0 bytes), 1 over data.max_pixels: a.png, b.png, c.png)"."""
+    counts: dict[str, int] = {}
+    for why in skipped.values():
+        counts[why or "not a readable image"] = counts.get(why or "not a readable image", 0) + 1
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    names = ", ".join(str(p) for p in list(skipped)[:examples]) + (", ..." if len(skipped) > examples else "")
+    return f"{len(skipped)} unreadable image file{'s' if len(skipped) != 1 else ''} ({why}: {names})"
 
 
 def eval_scale(cfg: DataConfig) -> int | None:
@@ -159,7 +169,7 @@ class FolderLoader(Loader):
         self.items = FolderItems(split.paths, split.labels, size, scale, train, self.seed)
         self.device, self.workers = device, cfg.workers
         self.finish = _Finish(cfg, train, stats, 3, channels)
-        self.bad: list[Path] = []
+        self.bad: dict[Path, str] = {}  # unreadable files met so far, with why
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = EpochBatches(self.order(epoch), self.batch_size, start_batch, len(self), epoch)
@@ -179,17 +189,12 @@ class FolderLoader(Loader):
                 yield x, y.to(self.device, non_blocking=True)
         finally:
             if len(self.bad) > known:
-                new = self.bad[known:]
-                warnings.warn(f"skipped {len(new)} unreadable image files ({', '.join(map(str, new[:3]))}"
-                              f"{', ...' if len(new) > 3 else ''}); {self.skipped} in all", stacklevel=2)
+                new = dict(list(self.bad.items())[known:])
+                warnings.warn(f"skipped {describe_skipped(new)}; {self.skipped} in all", VGGNetWarning, stacklevel=2)
 
-    def _record(self, bad: list[int]) -> None:
-        seen = set(self.bad)
-        for i in bad:
-            path = self.items.paths[i]
-            if path not in seen:
-                self.bad.append(path)
-                seen.add(path)
+    def _record(self, bad: list[tuple[int, str]]) -> None:
+        for i, why in bad:
+            self.bad.setdefault(self.items.paths[i], why)
         self.skipped = len(self.bad)
 
 
@@ -207,7 +212,8 @@ def make_loader(ds: Dataset, split: str, cfg: DataConfig, *, train: bool, batch_
     A.check_scale(cfg.scale, cfg.image_size)
     if channels != ds.channels:
         warnings.warn(f"{ds.name} images have {ds.channels} channel(s), the model takes {channels}: converting "
-                      f"({'gray repeated to RGB' if channels == 3 else 'RGB to luminance'})", stacklevel=2)
+                      f"({'gray repeated to RGB' if channels == 3 else 'RGB to luminance'})", VGGNetWarning,
+                      stacklevel=2)
     kw = dict(batch_size=batch_size, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last)
     cls = MemoryLoader if ds.in_memory else FolderLoader
     return cls(data, cfg, train, stats, channels, torch.device(device), **kw)
@@ -223,20 +229,21 @@ def iter_raw(ds: Dataset, split: str, batch_size: int) -> Iterator[tuple[list[to
             yield data.images[i : i + batch_size], data.labels[i : i + batch_size]
         return
 
-    def read(path: Path) -> torch.Tensor | None:
+    def read(path: Path) -> torch.Tensor | str:
         try:
             return load_image(path)
-        except DataError:
-            return None
+        except DataError as exc:
+            return skip_reason(exc)
 
-    new: list[Path] = []
+    new: dict[Path, str] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
         for i in range(0, len(data), batch_size):
             paths = data.paths[i : i + batch_size]
             images = list(pool.map(read, paths))
-            keep = [k for k, img in enumerate(images) if img is not None]
-            new += [p for p, img in zip(paths, images) if img is None and p not in ds.skipped]
-            ds.skipped.update(p for p, img in zip(paths, images) if img is None)
+            keep = [k for k, img in enumerate(images) if isinstance(img, torch.Tensor)]
+            for p, img in zip(paths, images):
+                if isinstance(img, str) and p not in ds.skipped:
+                    new[p] = ds.skipped[p] = img
             yield [images[k] for k in keep], data.labels[i : i + batch_size][keep]
     if new:
-        warnings.warn(f"skipped {len(new)} unreadable image files ({', '.join(map(str, new[:3]))})", stacklevel=2)
+        warnings.warn(f"skipped {describe_skipped(new)}", VGGNetWarning, stacklevel=2)

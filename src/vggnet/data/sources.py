@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from vggnet.data import formats
-from vggnet.errors import ConfigError, DataError
+from vggnet.errors import ConfigError, DataError, VGGNetWarning
 from vggnet.config import DataConfig
 
 
@@ -53,7 +53,7 @@ class Dataset:
     val: Split
     test: Split
     in_memory: bool
-    skipped: set[Path] = field(default_factory=set)  # unreadable files met by iter_raw / stats
+    skipped: dict[Path, str] = field(default_factory=dict)  # unreadable files met by iter_raw, with why
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:
@@ -331,7 +331,7 @@ def _caltech256(cfg: DataConfig, seed: int) -> Dataset:
         test_y += [label] * (len(imgs) - cut)
     if short:
         warnings.warn(f"caltech256: {len(short)} classes have no more than {n} images, none left for test "
-                      f"({', '.join(short[:5])})", stacklevel=2)
+                      f"({', '.join(short[:5])})", VGGNetWarning, stacklevel=2)
     train = Split(torch.tensor(train_y, dtype=torch.int64), paths=train_p)
     test = Split(torch.tensor(test_y, dtype=torch.int64), paths=test_p)
     return Dataset("caltech256", classes, 3, train, Split(train.labels[:0], paths=[]), test, in_memory=False)

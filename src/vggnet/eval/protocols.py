@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -291,10 +293,21 @@ def write_eval(result: dict[str, Any], path: str | Path) -> Path:
     write it atomically (never a half-written file)."""
     from vggnet.eval.results import merge
 
-    try:
-        old = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        old = None
-    text = json.dumps(merge(old if isinstance(old, dict) else None, result), indent=1)
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give eval.json a file path (--out)")
+    old = None
+    if path.is_file():
+        try:
+            old = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):  # damaged: kept beside the new one, never silently replaced
+            aside = path.with_name(path.name + ".damaged")
+            os.replace(path, aside)
+            print(f"note: {path} was damaged (not a JSON object); moved to {aside.name}, writing a new one",
+                  file=sys.stderr, flush=True)
+            old = None
+    text = json.dumps(merge(old, result), indent=1)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return Path(path)

@@ -169,6 +169,11 @@ def _run_facts(run_dir: Path, epochs: list[dict[str, Any]]) -> list[list[Any]]:
         facts.append(["finished", info.get("finished_at", "")])
         facts.append(["resumed from a checkpoint", "yes" if info.get("resumed") else "no"])
         facts.append(["device", info.get("device", "")])
+        skipped = info.get("skipped_images") or {}
+        if isinstance(skipped, dict) and skipped.get("count"):
+            reasons = skipped.get("reasons") or {}
+            why = ", ".join(f"{n} {r}" for r, n in reasons.items()) if isinstance(reasons, dict) else ""
+            facts.append(["image files skipped", f"{skipped['count']}" + (f" ({why})" if why else "")])
         facts += [[name, version] for name, version in (info.get("versions") or {}).items()]
     return facts
 

@@ -15,16 +15,20 @@ PRIMARY_PROTOCOLS = ("centre", "center", "centre_crop")
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(epoch records, health events) from metrics.jsonl; a torn last line is skipped."""
+    """(epoch records, health events) from metrics.jsonl; a torn or damaged line is skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     epochs: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     if not path.is_file():
         return epochs, events
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return epochs, events
+    for line in text.splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:
             continue
         if not isinstance(record, dict):
             continue
@@ -40,8 +44,8 @@ def read_json(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError):
+        data = json.loads(path.read_bytes())
+    except (ValueError, OSError):  # not JSON, not UTF-8, or unreadable: read as missing
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -51,8 +55,8 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
         path = Path(run_dir) / name
         if path.is_file():
             try:
-                data = yaml.safe_load(path.read_text())
-            except yaml.YAMLError:
+                data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+            except (yaml.YAMLError, ValueError, OSError):
                 continue
             if isinstance(data, dict):
                 return data

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from vggnet.errors import TrainingError
-from vggnet.files import atomic_write
+from vggnet.files import atomic_write, short, torch_load_problem
 
 LAST, PREVIOUS = "last.pt", "prev.pt"
 REQUIRED = ("model", "optimizer", "epoch", "batch", "step", "rng", "metrics_lines")
@@ -96,14 +97,16 @@ def load(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged zip or pickle raises many types
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
-        raise TrainingError(f"checkpoint {path} cannot be read safely ({first})") from None
+        raise TrainingError(f"checkpoint {path} cannot be read: {torch_load_problem(exc)}") from None
     if not isinstance(state, dict):
         raise TrainingError(f"checkpoint {path} holds a {type(state).__name__}, not a training state")
     missing = [key for key in REQUIRED if key not in state]
     if missing:
         raise TrainingError(f"checkpoint {path} lacks {', '.join(missing)}; it is not a vggnet training state")
-    if "checksum" in state and state["checksum"] != digest(state):
+    if "checksum" not in state:  # written before checkpoints carried one: usable, but say so
+        print(f"note: checkpoint {path} carries no checksum (an older vggnet wrote it); resuming from it "
+              "unverified", file=sys.stderr, flush=True)
+    elif state["checksum"] != digest(state):
         raise TrainingError(f"checkpoint {path} is damaged (its checksum does not match its content)")
     return state
 
@@ -121,7 +124,9 @@ def load_latest(folder: Path, apply: Callable[[dict[str, Any]], None]) -> dict[s
             try:
                 apply(state)
             except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-                first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+                first = short(next((ln for ln in lines if re.match(r"(size mismatch|Missing key|Unexpected key)", ln)),
+                                   lines[0]), 160)
                 raise TrainingError(f"checkpoint {path} does not fit this run ({first})") from None
         except TrainingError as exc:
             problems.append(str(exc))

@@ -39,7 +39,11 @@ MAY_CHANGE_ON_RESUME = ("eval.", "train.progress", "train.checkpoint_minutes", "
                         "data.dir", "data.download", "data.workers", "device", "name")
 # What a run writes; --overwrite removes exactly these (and nothing else the user put there).
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "model.safetensors", "eval.json", "report.html",
-               "examples.safetensors", "boxes.png", RUN_FILE)
+               "examples.safetensors", RUN_FILE)
+# The files a run reads and writes: each must be a regular file where it exists (a folder or a FIFO in
+# its place would fail the run half-way, or, for model.safetensors, silently leave it without results).
+RUN_FILES = ("config.yaml", "metrics.jsonl", "model.safetensors", "eval.json", "report.html", "examples.safetensors",
+             RUN_FILE, LOCK_FILE, "checkpoints/last.pt", "checkpoints/prev.pt")
 
 
 def prepare(out: str | os.PathLike) -> Path:
@@ -65,6 +69,11 @@ def prepare(out: str | os.PathLike) -> Path:
         if (path / sub).exists() and not (path / sub).is_dir():
             raise ConfigError(f"{path / sub} is a file where the run keeps its checkpoints; move it away or "
                               "choose another --out")
+    for name in RUN_FILES:
+        if os.path.lexists(path / name) and not (path / name).is_file():
+            what = "a folder" if (path / name).is_dir() else "not a regular file"
+            raise ConfigError(f"{path / name} is {what} where the run keeps a file of that name; move it away "
+                              "or choose another --out")
     return path
 
 
@@ -164,9 +173,11 @@ def status(out: Path) -> str:
 
 def refuse_existing(out: Path, state: str) -> None:
     """The one line for training into a directory that holds a finished or unresumable run."""
-    what = "a finished run" if state == "finished" else "results of a run with no checkpoint to continue"
-    raise ConfigError(f"{out} holds {what}; use --resume to continue it, another --out for a new run, "
-                      "or --overwrite to replace it")
+    if state == "finished":
+        raise ConfigError(f"{out} holds a finished run; use --resume to report it, another --out for a new run, "
+                          "or --overwrite to replace it")
+    raise ConfigError(f"{out} holds results of a run (metrics.jsonl, model.safetensors) but no checkpoint to "
+                      "continue from; use another --out for a new run, or --overwrite to replace them")
 
 
 def overwrite(out: Path) -> None:
@@ -184,15 +195,31 @@ def overwrite(out: Path) -> None:
 def trim_metrics(out: Path, lines: int, *, write: bool = True) -> list[dict[str, Any]]:
     """The first ``lines`` rows of metrics.jsonl (what the checkpoint being resumed had logged),
     parsed; with ``write`` the file is cut to them, atomically (a kill here cannot truncate it),
-    dropping the rows a killed run wrote after its checkpoint."""
+    dropping the rows a killed run wrote after its checkpoint. A damaged line is kept as it is
+    (and left out of the rows' content) instead of failing the resume."""
     path = out / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    kept = path.read_text().splitlines()[:lines]
-    if write:
-        text = "".join(line + "\n" for line in kept)
-        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    return [json.loads(line) for line in kept]
+    kept = path.read_bytes().split(b"\n") if path.is_file() else []
+    kept = (kept[:-1] if kept and not kept[-1] else kept)[:lines]
+    rows, damaged = [], []
+    for n, line in enumerate(kept, start=1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            damaged.append(n)
+            row = {"damaged": line.decode("utf-8", "replace")}  # keeps the count the checkpoint says
+        rows.append(row)
+    if write and damaged:
+        print(f"note: {path}: line(s) {', '.join(map(str, damaged[:5]))} damaged; kept as they are, "
+              "left out of the report", file=sys.stderr, flush=True)
+    if write and len(kept) < lines:
+        print(f"note: {path} has {len(kept)} of the {lines} rows the checkpoint covers; the others "
+              "are lost, training continues", file=sys.stderr, flush=True)
+    if write and path.is_file():
+        data = b"".join(line + b"\n" for line in kept)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return rows
 
 
 # ---------------------------------------------------------------- the fingerprint
@@ -221,8 +248,11 @@ def _recorded_keys(out: Path) -> dict[str, Any] | None:
     keys = read_run(out).get("keys")
     if isinstance(keys, dict):
         return keys
+    if (out / RUN_FILE).is_file():
+        print(f"note: {out / RUN_FILE} is damaged; the run is checked against its config.yaml instead",
+              file=sys.stderr, flush=True)
     try:  # a run directory from before run.json: its config.yaml says what it was
-        data = yaml.safe_load((out / "config.yaml").read_text())
+        data = yaml.safe_load((out / "config.yaml").read_bytes().decode("utf-8"))
         base = to_dict(RunConfig())
         for section, values in (data or {}).items():
             if isinstance(values, dict) and isinstance(base.get(section), dict):
@@ -232,7 +262,7 @@ def _recorded_keys(out: Path) -> dict[str, Any] | None:
         flat = {f"{s}.{k}": v for s, d in base.items() if isinstance(d, dict) for k, v in d.items()}
         flat.update({s: v for s, v in base.items() if not isinstance(v, dict)})
         return defining_keys(flat)
-    except (OSError, yaml.YAMLError, AttributeError):
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError):
         return None
 
 
@@ -240,6 +270,8 @@ def check_same_run(out: Path, cfg: RunConfig) -> None:
     """Refuse to resume ``out`` with a config that defines another run; the line lists the keys."""
     recorded = _recorded_keys(out)
     if recorded is None:
+        print(f"note: {out} records no readable config (run.json, config.yaml); it cannot be checked that it "
+              "is the same run, resuming it with the config given", file=sys.stderr, flush=True)
         return
     now = defining_keys(cfg)
     changed = [k for k in sorted(set(recorded) | set(now)) if k in recorded and k in now and recorded[k] != now[k]]

@@ -40,6 +40,7 @@ class RunResult:
     test: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    skipped: dict[Path, str] = field(default_factory=dict)  # unreadable image files, with why (folder sets)
 
 
 class Trainer:
@@ -371,7 +372,7 @@ class Trainer:
         if self.ctx.is_main:
             self._print_epoch(record)
         if self.monitor is not None:
-            history = [m["train_loss"] for m in self.metrics if "train_loss" in m]
+            history = [m["train_loss"] for m in self.metrics if isinstance(m.get("train_loss"), (int, float))]
             self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
         for callback in self.callbacks:
             callback(self, record)
@@ -411,8 +412,9 @@ class Trainer:
 
             self.writer = SummaryWriter(str(self.out))
         if resumed and self.ctx.is_main:
-            where = (f"at epoch {self.epoch + 1}, step {self.step}" if self.epoch < self.cfg.train.epochs
-                     else "after its last epoch, to evaluate it")
+            done = self.epoch >= self.cfg.train.epochs or (self.step >= self.total_steps and self.batch == 0)
+            where = (f"after its last {'epoch' if self.epoch >= self.cfg.train.epochs else 'step'}, to evaluate it"
+                     if done else f"at epoch {self.epoch + 1} of {self.cfg.train.epochs}, step {self.step}")
             print(f"resuming {self.out} {where}", flush=True)
         try:
             with self.interrupt:
@@ -434,12 +436,21 @@ class Trainer:
             with self.interrupt.shield():
                 self.save_checkpoint()
             if self.ctx.is_main:
-                print(f"\ninterrupted; saved. Resume with: vggnet train --out {self.out} --resume", flush=True)
+                print(f"\ninterrupted; saved. Resume with: vggnet train -c {self.out / 'config.yaml'} --out {self.out} "
+                      "--resume", flush=True)
             raise
         finally:
             if self.writer is not None:
                 self.writer.close()
         return self.finish()
+
+    def skipped_images(self) -> dict[Path, str]:
+        """Every image file this run skipped (training, validation, test), with why."""
+        out: dict[Path, str] = {}
+        for loader in (self.train_loader, self.val_loader):
+            out.update(getattr(loader, "bad", {}))
+        out.update(self.ds.skipped)
+        return out
 
     def finish(self) -> RunResult:
         result = RunResult(self.out, self.best_val, metrics=self.metrics, stopped_early=self.stopped_early)
@@ -458,8 +469,15 @@ class Trainer:
             examples = collect_examples(best, self.ds, prep, device=self.device, limit=self.cfg.eval.limit,
                                         batch_size=self.cfg.eval.batch_size)
             write_examples(examples, list(self.ds.classes), self.out / "examples.safetensors")
+        result.skipped = self.skipped_images()
         if self.ctx.is_main:
             info = run_info(resumed=self.resumed, device=str(self.device))
+            if result.skipped:
+                reasons: dict[str, int] = {}
+                for why in result.skipped.values():
+                    reasons[why] = reasons.get(why, 0) + 1
+                info["skipped_images"] = {"count": len(result.skipped), "reasons": reasons,
+                                          "files": {str(p): why for p, why in list(result.skipped.items())[:1000]}}
             rundir.write_run(self.out, self.cfg, finished=True, info=info)
             if result.test:
                 render_report(self.out)
@@ -474,8 +492,8 @@ def fit(cfg: RunConfig, out_dir: str | Path | None = None, *, model: VGG | None 
     of the same run is resumed exactly where it stopped; ``resume=True`` insists on one (an error
     if none; a finished run is reported, not retrained). A finished run's directory is never
     trained into again unless ``overwrite=True`` clears it. The directory is locked meanwhile."""
+    resources.check_device(cfg.device)  # before --out is created: a bad device leaves nothing behind
     out = rundir.prepare(out_dir if out_dir is not None else default_out_dir(cfg))
-    resources.check_device(cfg.device)
     with rundir.lock(out):
         rundir.clean_orphans(out)
         if overwrite:

@@ -6,6 +6,7 @@ torch tensor files that every other format goes through: nothing is ever unpickl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -16,17 +17,29 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vggnet.errors import WeightsError
-from vggnet.files import atomic_write
+from vggnet.files import atomic_write, short, torch_load_problem
 from vggnet.model.vgg import VGG, from_config
 
 META_KEY = "vggnet"
 
 
+def tensors_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's tensors (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key};{t.dtype};{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def save_weights(model: VGG, path: str | Path, **metadata: Any) -> Path:
     """Write ``model`` to a safetensors file with its config (and any JSON-able metadata:
-    ``preprocessing``, ``classes``...) so :func:`load_weights` alone can rebuild it."""
+    ``preprocessing``, ``classes``...) so :func:`load_weights` alone can rebuild it, and the
+    SHA-256 of its tensors, checked when it is loaded (a flipped bit is an error, not a silently
+    different model)."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {META_KEY: json.dumps({"model": model.config, **metadata})}
+    meta = {META_KEY: json.dumps({"model": model.config, **metadata, "sha256": tensors_digest(state)})}
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
     return Path(path)
 
@@ -40,7 +53,15 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             raw = (handle.metadata() or {}).get(META_KEY)
     except (SafetensorError, OSError) as exc:
         raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from None
-    return json.loads(raw) if raw else {}
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        raise WeightsError(f"{path}: its vggnet metadata is not JSON (the file is damaged); "
+                           "export the weights again") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model", {}), dict):
+        raise WeightsError(f"{path}: its vggnet metadata is not a config object (the file is damaged); "
+                           "export the weights again")
+    return meta
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -48,21 +69,20 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {path} not found")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {path} is empty (0 bytes)")
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from None
-    if path.stat().st_size == 0:
-        raise WeightsError(f"weights file {path} is empty (0 bytes)")
     try:
         with warnings.catch_warnings():  # torch's own notes on the refusal would come before our line
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a refused or damaged pickle raises many types
-        raise WeightsError(
-            f"refused to load {path}: it is not a plain tensor file and would need unsafe unpickling "
-            f"({str(exc).splitlines()[0][:120]}); convert it to safetensors from a trusted environment") from None
+        raise WeightsError(f"refused to load {path}: {torch_load_problem(exc)}; if it is a checkpoint you "
+                           "trust, convert it to safetensors in a trusted environment") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -75,16 +95,38 @@ def load_weights(path: str | Path, model: VGG | None = None, *, strict: bool = T
     with one, a file of another config is an error naming both."""
     meta = read_metadata(path) if Path(path).suffix == ".safetensors" else {}
     state = load_state_dict(path)
+    if meta.get("sha256") and meta["sha256"] != tensors_digest(state):
+        raise WeightsError(f"{path} is damaged: its tensors do not match the checksum written with them; "
+                           "restore it from a copy (a run's checkpoints/last.pt holds its last epoch)")
     if model is None:
         if "model" not in meta:
             raise WeightsError(f"{path} carries no vggnet config; pass the model to load into, "
                                "or use vggnet.from_torchvision for torchvision files")
+        _check_config_holds(meta["model"], state, path)
         model = from_config(meta["model"])
     elif "model" in meta:
         _check_same(meta["model"], model.config, path)
     _load_into(model, state, path, strict=strict)
     model.metadata = meta  # preprocessing and classes travel with the weights
     return model
+
+
+def _check_config_holds(config: dict, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """The model the file's metadata describes, built on the meta device (nothing allocated), has
+    the shapes of the file's tensors: a damaged or crafted config (``width: 2000``) is an error
+    here, not an allocation of a terabyte."""
+    try:
+        with torch.device("meta"):
+            shell = from_config(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise WeightsError(f"{path}: its metadata is not a model config ({short(str(exc), 100)}); the file is "
+                           "damaged, export the weights again") from None
+    want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    wrong = next((k for k, v in state.items() if k in want and want[k] != tuple(v.shape)), None)
+    if wrong is not None:
+        raise WeightsError(f"{path}: its metadata describes another model than its tensors ('{wrong}' is "
+                           f"{tuple(state[wrong].shape)}, the config needs {want[wrong]}); the file is damaged, "
+                           "export the weights again")
 
 
 def _check_same(file_cfg: dict, model_cfg: dict, path: str | Path) -> None:
