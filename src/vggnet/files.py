@@ -59,4 +59,5 @@ def torch_load_problem(exc: BaseException) -> str:
         return "it is not a complete torch file (truncated or damaged archive)"
     if isinstance(exc, OSError) and exc.strerror:
         return f"it cannot be read ({exc.strerror})"
-    return f"{type(exc).__name__}: {short(text, 80)}"
+    # random or foreign bytes fail inside the unpickler in many ways (IndexError, KeyError, UnicodeDecodeError)
+    return f"it is not a plain tensor file: damaged or another format ({type(exc).__name__}: {short(text, 40)})"
