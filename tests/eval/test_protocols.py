@@ -80,10 +80,12 @@ def test_multi_crop_takes_50_crops_per_scale_at_the_grid(model, prep):
     finally:
         hook.remove()
     assert len(crops) == 2 * 50
-    # 32 px small images: zero-padded by data.pad=4 to 40, crops at offsets 0, 2, 4, 6, 8
-    padded = prep.finish(torch.nn.functional.pad(images, (4, 4, 4, 4)))
+    # 32 px small images: zero-padded by data.pad on each side, crops on a 5x5 grid over that
+    pad = prep.data.pad
+    assert pad > 0
+    padded = prep.finish(torch.nn.functional.pad(images, (pad, pad, pad, pad)))
     expected = []
-    for t, left in P.grid_positions(40, 40, 32):
+    for t, left in P.grid_positions(32 + 2 * pad, 32 + 2 * pad, 32):
         crop = padded[..., t : t + 32, left : left + 32]
         expected += [crop, crop.flip(-1)]
     torch.testing.assert_close(crops, torch.cat(expected))

@@ -43,8 +43,7 @@ class Preprocessing:
         data = DataConfig(name=pre.get("dataset", "imagefolder"), image_size=int(pre.get("image_size", 224)),
                           scale=pre.get("scale"), test_scale=pre.get("test_scale"),
                           normalize=regime({"normalize": "standardize", **pre}))
-        if "pad" in pre:
-            data.pad = int(pre["pad"])
+        data.pad = int(pre.get("pad", 4))  # files that do not record it were trained with the then default, 4
         channels = int(meta.get("model", {}).get("in_channels", pre.get("channels", 3)))
         return cls(data, A.Stats.from_dict(pre["stats"]), channels)
 
