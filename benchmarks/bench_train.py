@@ -235,7 +235,7 @@ def time_to_accuracy_table(result: dict) -> list[str]:
                      f"{_mean_sd([t / 60 for t in times if t]) if all(times) else 'not reached by every seed'} | "
                      f"{' / '.join(f'{a:.2f}' for a in finals)} | {_mean_sd(finals)} | "
                      f"{_mean_sd([hist[-1]['wall_s'] / 60 for hist in runs])} |")
-    lines += ["", "![time to accuracy](results/time_to_accuracy.png)"]
+    lines += ["", "![time to accuracy](time_to_accuracy.png)"]
     return lines
 
 

@@ -8,7 +8,7 @@ where MACs counts training (3 x forward: forward + backward) over every epoch, v
 each epoch, and the test protocols' views. The constants are calibrated on the measurements
 in README.md and docs/RESULTS.md (a 2-core AVX-512 Xeon, torch 2.14, fp32):
 
-- MACS_PER_S: `make train` (VGG-A-BN, width 0.5, 32 px, batch 128) trains at ~1,400
+- MACS_PER_S: the default run of November 2026 (VGG-A-BN, width 0.5, 32 px, batch 128) trained at ~1,400
   images/s on both cores: 1,400 x 3 x 39.7 MMAC = 1.7e11 MAC/s.
 - STEP_OVERHEAD_S and STARTUP_S: the small budgets, which are overhead-bound (width 0.125,
   ~2.4 MMAC per image): init-small's 16 s per run for 735 SGD steps at batch 16 and
