@@ -35,6 +35,7 @@ from vggnet.model.vgg import VGG
 from vggnet.train import checkpoint, distributed, rundir
 from vggnet.train.localisation import (device_of, euclidean_loss, evaluate_localisation, init_from_classifier,
                                       view_batch)
+from vggnet.train.resumable import Resumable
 from vggnet.train.runinfo import run_info
 from vggnet.train.runtime import Interrupt, make_model, make_optimizer, preprocessing, render_report
 from vggnet.train.schedule import PlateauState, lr_at
@@ -79,7 +80,7 @@ def fit_localisation(cfg: RunConfig, out: Path, *, resume: bool = False,
         distributed.teardown(ctx)
 
 
-class LocalisationRun:
+class LocalisationRun(Resumable):
     """One box-net run: the state its checkpoint captures, the loop, the test at the end."""
 
     def __init__(self, cfg: RunConfig, out: Path, ctx: distributed.Context,
@@ -132,18 +133,6 @@ class LocalisationRun:
         self.loss_sum, self.loss_steps = float(state["loss"][0]), int(state["loss"][1])
         self.started = time.monotonic() - float(state["wall"])
         checkpoint.set_rng_state(state["rng"])
-
-    def save_checkpoint(self) -> None:
-        if self.ctx.is_main:
-            checkpoint.save(self.state(), self.out / "checkpoints" / checkpoint.LAST)
-        self.last_save = time.monotonic()
-
-    def resume(self) -> bool:
-        state = checkpoint.load_latest(self.out / "checkpoints", self.load_state)
-        if state is None:
-            return False
-        self.metrics = rundir.trim_metrics(self.out, state["metrics_lines"], write=self.ctx.is_main)
-        return True
 
     # ---- the loop -------------------------------------------------------------------------
     def _stop_asked(self) -> bool:

@@ -25,6 +25,7 @@ from vggnet.model.vgg import VGG
 from vggnet.weights.native import load_weights, save_weights
 from vggnet.train import checkpoint, distributed, health, resources, rundir
 from vggnet.config import RunConfig, dump
+from vggnet.train.resumable import Resumable
 from vggnet.train.runinfo import run_info
 from vggnet.train.runtime import (Interrupt, default_out_dir, make_model, make_optimizer, preprocessing,
                                   render_report)
@@ -43,7 +44,7 @@ class RunResult:
     skipped: dict[Path, str] = field(default_factory=dict)  # unreadable image files, with why (folder sets)
 
 
-class Trainer:
+class Trainer(Resumable):
     """One run. Holds the state that a checkpoint captures; `fit()` is the public entry."""
 
     def __init__(self, cfg: RunConfig, out_dir: Path, model: VGG | None, param_groups: list[dict] | None,
@@ -173,18 +174,6 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])
         if self.monitor is not None and state.get("monitor"):
             self.monitor.load_state_dict(state["monitor"])
-
-    def save_checkpoint(self) -> None:
-        if self.ctx.is_main:
-            checkpoint.save(self.state(), self.out / "checkpoints" / "last.pt")
-        self.last_save = time.monotonic()
-
-    def resume(self) -> bool:
-        state = checkpoint.load_latest(self.out / "checkpoints", self.load_state)
-        if state is None:
-            return False
-        self.metrics = rundir.trim_metrics(self.out, state["metrics_lines"], write=self.ctx.is_main)
-        return True
 
     # ---- logging --------------------------------------------------------------------------
     def _log(self, record: dict[str, Any]) -> None:
