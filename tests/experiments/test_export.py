@@ -70,3 +70,39 @@ def test_study_plot_from_an_export(tmp_path, fake_train):
     png = tmp_path / "s.png"
     assert main(["--tables", str(path), "--plot", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(png.read_bytes()) > 2000
+
+
+def test_a_study_split_across_sittings_merges_into_one_export(tmp_path, fake_train):
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"base": {"data": {"name": "synthetic", "num_classes": 4},
+                                                  "train": {"epochs": 1}},
+                                         "grid": {"model.name": ["A", "B"]}, "seeds": [0, 1, 2], "study": "fake",
+                                         "out": str(tmp_path / "whole")}))
+    whole = load_spec(spec_path)
+    run_sweep(whole, command=fake_train, log=lambda _: None)
+    expected = export_sweep(whole.out, tmp_path / "whole.jsonl").read_text()
+
+    dest = tmp_path / "sittings.jsonl"
+    for n, seeds in enumerate(([0, 2], [1], [2])):  # the last sitting reruns seed 2: its figures replace the first's
+        sitting = load_spec(spec_path, out=tmp_path / f"sitting{n}", only_seeds=seeds)
+        assert sitting.seeds == seeds
+        run_sweep(sitting, command=fake_train, log=lambda _: None)
+        export_sweep(sitting.out, dest)
+
+    def without_wall(text):
+        return [{k: v for k, v in json.loads(x).items() if k not in ("wall_s", "images_per_s")}
+                for x in text.splitlines()]
+
+    assert without_wall(dest.read_text()) == without_wall(expected)
+    assert tables(dest).split("\n\n")[0] == tables(tmp_path / "whole.jsonl").split("\n\n")[0]
+
+    with pytest.raises(ConfigError, match=r"seed\(s\) 7 not among"):
+        load_spec(spec_path, only_seeds=[7])
+    other = yaml.safe_load(spec_path.read_text()) | {"study": "other", "out": str(tmp_path / "other")}
+    spec_path.write_text(yaml.safe_dump(other))
+    run_sweep(load_spec(spec_path, only_seeds=[0]), command=fake_train, log=lambda _: None)
+    with pytest.raises(ConfigError, match="holds another study"):
+        export_sweep(tmp_path / "other", dest)
+    (tmp_path / "notes.txt").write_text("not an export\n")
+    with pytest.raises(ConfigError, match="is not a vggnet sweep export"):
+        export_sweep(tmp_path / "other", tmp_path / "notes.txt")

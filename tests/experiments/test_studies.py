@@ -166,6 +166,18 @@ def test_unknown_budget_is_exit_2_naming_it(capsys):
     assert len(err) == 1 and "no budget 'huge'" in err[0] and "medium" in err[0]
 
 
+def test_one_sitting_runs_a_subset_of_the_seeds_and_a_seed_outside_them_is_exit_2(capsys):
+    from vggnet.cli import main
+
+    args = ["sweep", str(STUDIES / "init.yaml"), "--budget", "medium", "--dry-run", "--out", "/tmp/never-written"]
+    assert main([*args, "--seeds", "0", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "x 2 seeds" in out and "/seed2" in out and "/seed1" not in out
+    assert main([*args, "--seeds", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed(s) 3 not among the budget's seeds [0, 1, 2]" in err[0]
+
+
 @pytest.mark.parametrize("name, budget", [(n, b) for n in ("seed001", "init", "paper_ablations")
                                           for b in (None, "small", "medium")] + [("seed001", "batch-curve")])
 def test_every_study_pre_registers_hypotheses_that_name_real_cells(name, budget):

@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a grid of configs x seeds (resumable; see configs/studies/)")
     p.add_argument("spec", help="sweep spec YAML (base, grid, seeds, out, budgets)")
     p.add_argument("--budget", help="a named budget from the spec, e.g. 'small'")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="run only these of the spec's seeds (a study split across sittings)")
     p.add_argument("--jobs", type=int, default=1, help="cells run side by side (default 1)")
     p.add_argument("--out", help="sweep directory (default: the spec's out, suffixed with the budget)")
     p.add_argument("--dry-run", action="store_true",
@@ -29,7 +31,7 @@ def _interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: stop the cells, k
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec, budget=args.budget, out=args.out)
+    spec = load_spec(args.spec, budget=args.budget, out=args.out, only_seeds=args.seeds)
     cells = expand(spec)
     if args.dry_run:
         for cell in cells:

@@ -4,6 +4,10 @@ recomputed from it, so every published number can be checked without the run dir
     python -m vggnet.experiments.export runs/studies/init-medium docs/results/init-medium.jsonl
     python -m vggnet.experiments.export --tables docs/results/init-medium.jsonl --plot docs/results/init-medium.png
 
+A study split across sittings (`vggnet sweep SPEC --seeds 0 1`, later `--seeds 2`) is merged here:
+exporting into a file that already holds the same study and budget keeps that file's runs for
+the seeds this sweep did not run, so the file accumulates every sitting's figures.
+
 The file's first line is the header, {"export": "vggnet-sweep", "version": 1, "spec": {...}}
 (the sweep's study, budget, grid axes, report options and hypotheses); then one line per run,
 {"run": id, "cell": {axis: value}, "seed", "status", "protocols": {name: {"top1_error",
@@ -56,19 +60,41 @@ def _run_record(sweep_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _earlier_sittings(path: Path, header: dict[str, Any], seeds: set[int]) -> list[dict[str, Any]]:
+    """The lines of an existing export of the same study for seeds other than `seeds`."""
+    if not path.exists():
+        return []
+    try:
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        lines = []
+    if not lines or not isinstance(lines[0], dict) or lines[0].get("export") != FORMAT:
+        raise ConfigError(f"{path} exists and is not a vggnet sweep export; export to a new file")
+    if json.loads(json.dumps(header["spec"])) != lines[0].get("spec"):
+        raise ConfigError(f"{path} holds another study, budget or hypotheses than this sweep; export to a new "
+                          f"file (or delete it to replace it)")
+    return [line for line in lines[1:] if line.get("seed") not in seeds]
+
+
 def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
-    """Write a sweep's figures to `path` (JSONL, see the module docstring); returns the path."""
+    """Write a sweep's figures to `path` (JSONL, see the module docstring), merged with the other
+    seeds' figures of the same study already in `path`; returns the path."""
     sweep_dir, path = Path(sweep_dir), Path(path)
     spec = _read_spec(sweep_dir)
     rows, _ = _stats(sweep_dir, spec)  # cell keys in the spec's grid order
     header = {"export": FORMAT, "version": VERSION, "spec": {k: spec.get(k) for k in SPEC_FIELDS}}
-    lines = [header, *(_run_record(sweep_dir, r) for r in rows)]
-    for name, results in read_json(sweep_dir / "ensembles.json").items():
-        for result in results:
-            lines.append({"ensemble": name, "seed": result["seed"], "members": result["members"],
-                          "protocols": {k: {m: _pct(v.get(m)) for m in ("top1_error", "top5_error")}
-                                        for k, v in result["protocols"].items()}})
-    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    runs = [_run_record(sweep_dir, r) for r in rows]
+    ensembles = [{"ensemble": name, "seed": result["seed"], "members": result["members"],
+                  "protocols": {k: {m: _pct(v.get(m)) for m in ("top1_error", "top5_error")}
+                                for k, v in result["protocols"].items()}}
+                 for name, results in read_json(sweep_dir / "ensembles.json").items() for result in results]
+    earlier = _earlier_sittings(path, header, {r["seed"] for r in runs})
+    order = {json.dumps(r["cell"], sort_keys=True): i for i, r in reversed(list(enumerate(runs)))}
+    runs += [line for line in earlier if "run" in line]
+    runs.sort(key=lambda r: (order.get(json.dumps(r["cell"], sort_keys=True), len(order)), r["seed"]))
+    ensembles += [line for line in earlier if "ensemble" in line]
+    ensembles.sort(key=lambda e: (e["ensemble"], e["seed"]))
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in [header, *runs, *ensembles])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path

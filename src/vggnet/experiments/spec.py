@@ -76,8 +76,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
                      "a mapping with base:, grid:, seeds:, out:")
 
 
-def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | None = None) -> Spec:
-    """Read a sweep spec, apply a named budget, resolve the base config path."""
+def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | None = None,
+              only_seeds: list[int] | None = None) -> Spec:
+    """Read a sweep spec, apply a named budget, resolve the base config path.
+
+    `only_seeds` runs a subset of the budget's seeds (one sitting of a study split across several;
+    `python -m vggnet.experiments.export` merges the sittings' figures into one file)."""
     path = Path(path)
     data = _read_yaml(path)
     unknown = sorted(set(data) - set(SPEC_KEYS))
@@ -106,6 +110,12 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
         overrides.update(chosen.get("set") or {})
         seeds = list(chosen.get("seeds") or seeds)
         report = {**report, **(chosen.get("report") or {})}
+    if only_seeds is not None:
+        extra = sorted(set(only_seeds) - {int(s) for s in seeds})
+        if extra:
+            raise ConfigError(f"{path}: seed(s) {', '.join(map(str, extra))} not among the "
+                              f"{'budget' if budget else 'spec'}'s seeds {[int(s) for s in seeds]}")
+        seeds = [s for s in seeds if int(s) in set(only_seeds)]
     out_dir = out or data.get("out")
     if budget is not None and out is None and out_dir:
         out_dir = f"{out_dir}-{budget}"
