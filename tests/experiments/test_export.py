@@ -103,6 +103,9 @@ def test_a_study_split_across_sittings_merges_into_one_export(tmp_path, fake_tra
     run_sweep(load_spec(spec_path, only_seeds=[0]), command=fake_train, log=lambda _: None)
     with pytest.raises(ConfigError, match="holds another study"):
         export_sweep(tmp_path / "other", dest)
+    with pytest.raises(ConfigError, match="not a sweep directory"):
+        export_sweep(tmp_path / "no-such-sweep", tmp_path / "new.jsonl")
+    assert not (tmp_path / "new.jsonl").exists()
     (tmp_path / "notes.txt").write_text("not an export\n")
     with pytest.raises(ConfigError, match="is not a vggnet sweep export"):
         export_sweep(tmp_path / "other", tmp_path / "notes.txt")

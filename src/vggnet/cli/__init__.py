@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"vggnet {args.verb}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # `vggnet sweep ... --dry-run | head`: the reader left; so do we, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            return 141
 
 
 @contextmanager

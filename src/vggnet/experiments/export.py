@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vggnet.errors import ConfigError
+from vggnet.errors import ConfigError, VGGNetError
 from vggnet.experiments.report import _read_spec, _stats, cells_markdown, protocols_table, study_plot
 from vggnet.experiments.summary import never_learned
 from vggnet.experiments.verdicts import spec_verdicts, verdicts_table
@@ -80,6 +80,9 @@ def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
     """Write a sweep's figures to `path` (JSONL, see the module docstring), merged with the other
     seeds' figures of the same study already in `path`; returns the path."""
     sweep_dir, path = Path(sweep_dir), Path(path)
+    if not (sweep_dir / "sweep.db").is_file():
+        raise ConfigError(f"{sweep_dir} is not a sweep directory (no sweep.db); give the directory "
+                          f"`vggnet sweep` wrote, e.g. runs/studies/<study>-<budget>")
     spec = _read_spec(sweep_dir)
     rows, _ = _stats(sweep_dir, spec)  # cell keys in the spec's grid order
     header = {"export": FORMAT, "version": VERSION, "spec": {k: spec.get(k) for k in SPEC_FIELDS}}
@@ -149,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tables", action="store_true", help="print the RESULTS.md tables recomputed from an export")
     p.add_argument("--plot", help="with --tables: also write the study's plot (PNG) here")
     args = p.parse_args(argv)
+    try:
+        return _run(p, args)
+    except VGGNetError as exc:
+        print(f"{p.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.tables:
         print(tables(args.source), end="")
         if args.plot:
