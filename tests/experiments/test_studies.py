@@ -113,7 +113,7 @@ def test_medium_budget_is_the_full_training_set_at_width_a_quarter(name):
     assert len({cfg.seed for _, cfg in medium.values()}) >= 3
     # the study's own recipe is inherited, not restated: only scale-related keys differ from full
     scale_keys = {"model.width", "data.subset", "data.val_fraction", "train.epochs", "train.batch_size",
-                  "train.plateau_patience", "train.health_every", "eval.limit",
+                  "train.plateau_patience", "train.early_stop_patience", "train.health_every", "eval.limit",
                   "model.init"}  # an init's signal depends on the width (test_no_cell_..._refused_...)
     m_cell, m_cfg = next(iter(medium.values()))
     f_cfg = next(cfg for cell, cfg in full.values() if cell.key == m_cell.key and cell.seed == m_cell.seed)

@@ -32,7 +32,8 @@ def test_grid_named_axes_exclude_seeds_and_budget(tmp_path):
                        "bn": {"model.batch_norm": True, "data.normalize": "none"}}},
         exclude=[{"model.name": "E", "norm": "none"}],
         seeds=[0, 1],
-        budgets={"small": {"set": {"model.width": 0.25}, "grid": {"model.name": ["A"]}, "seeds": [5]}},
+        budgets={"small": {"set": {"model.width": 0.25}, "grid": {"model.name": ["A"]}, "seeds": [5]},
+                 "medium": {"exclude": [{"model.name": "E"}]}},
     )
     cells = expand(load_spec(path))
     assert [(c.key["model.name"], c.key["norm"], c.seed) for c in cells] == [  # seed-major
@@ -43,6 +44,9 @@ def test_grid_named_axes_exclude_seeds_and_budget(tmp_path):
     assert small.out == tmp_path / "sweep-small"
     assert [(c.key["model.name"], c.seed, c.overrides["model.width"]) for c in expand(small)] == [
         ("A", 5, 0.25), ("A", 5, 0.25)]
+    medium = expand(load_spec(path, budget="medium"))  # a budget's exclude adds to the spec's
+    assert [(c.key["model.name"], c.key["norm"], c.seed) for c in medium] == [
+        ("A", "none", 0), ("A", "bn", 0), ("A", "none", 1), ("A", "bn", 1)]
 
 
 def test_bad_specs_say_what_to_fix(tmp_path):

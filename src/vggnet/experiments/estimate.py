@@ -6,15 +6,18 @@ A cell's time is modelled as
 
 where MACs counts training (3 x forward: forward + backward) over every epoch, validation
 each epoch, and the test protocols' views. The constants are calibrated on the measurements
-in README.md and docs/RESULTS.md (a 2-core AVX-512 Xeon, torch 2.14, fp32):
+in README.md and docs/RESULTS.md (2-core AVX-512 VMs, torch 2.14):
 
-- MACS_PER_S: the default run of November 2026 (VGG-A-BN, width 0.5, 32 px, batch 128) trained at ~1,400
-  images/s on both cores: 1,400 x 3 x 39.7 MMAC = 1.7e11 MAC/s.
-- STEP_OVERHEAD_S and STARTUP_S: the small budgets, which are overhead-bound (width 0.125,
-  ~2.4 MMAC per image): init-small's 16 s per run for 735 SGD steps at batch 16 and
-  seed001-small's 22 s per run leave ~10 ms per step and ~6 s per process (import, data).
-- VIEW_OVERHEAD_S: paper_ablations-small's 43 s per run, most of it the 150-view multi-crop
-  test of 1,000 images: ~0.13 ms per view beyond its MACs.
+- MACS_PER_S: the default run of November 2026 (VGG-A-BN, width 0.5, 32 px, batch 128, bf16
+  autocast) trained at ~1,400 images/s on both cores: 1,400 x 3 x 39.7 MMAC = 1.7e11 MAC/s.
+- MACS_PER_S_FP32: the paper's fp32 (`train.amp: false`): paper_ablations-medium's A (width
+  0.25, 9.6 MMAC per image, no BN) took 45 s per epoch of 54,000 images plus 6,000 validated
+  on one thread of two: 1.6e12 MAC in ~41 s beyond the step overhead, 7.9e10 MAC/s on both cores.
+- STEP_OVERHEAD_S, STARTUP_S and VIEW_OVERHEAD_S: the small budgets (fp32, width 0.125, ~2.4
+  MMAC per image), fitted with the fp32 rate above: init-small's 6.3 min and paper_ablations-
+  small's 21 min with --jobs 2 (45 and 56 runs, 33,210 and 41,328 SGD steps, 1.35M and 8.9M
+  test views) leave ~6 s per process (import, data), ~1 ms per step and ~0.12 ms per test view
+  (crops, rescaling, small batches) beyond the MACs.
 
 `jobs` cells run side by side on `cores` cores; the sweep's wall time is the summed cell time
 divided by `jobs` (dependencies ignored: they stall a sweep only at its start). Early stopping
@@ -31,10 +34,11 @@ from dataclasses import dataclass
 from vggnet.config import RunConfig
 from vggnet.experiments.spec import Cell, Spec, cell_config
 
-MACS_PER_S = 1.7e11  # both cores of the reference machine, fp32 conv training
-STEP_OVERHEAD_S = 0.010  # Python, optimizer and data per SGD step, independent of width
+MACS_PER_S = 1.7e11  # both cores of the reference machine, bf16 autocast conv training
+MACS_PER_S_FP32 = 7.9e10  # the same in fp32
+STEP_OVERHEAD_S = 0.001  # Python, optimizer and data per SGD step, independent of width
 STARTUP_S = 6.0  # process start, torch import, dataset load
-VIEW_OVERHEAD_S = 1.3e-4  # per test view beyond its MACs (crops, rescaling, small batches)
+VIEW_OVERHEAD_S = 1.2e-4  # per test view beyond its MACs (crops, rescaling, small batches)
 TRAIN_SIZES = {"fashion-mnist": 60_000, "mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
 TEST_SIZES = {"fashion-mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000}
 # Forward passes per test image for each protocol (dense and centre with the mirror image).
@@ -81,7 +85,8 @@ def cell_seconds(cfg: RunConfig, *, jobs: int = 2, cores: int = 2, epochs: int |
     total_macs = macs * (3 * steps * cfg.train.batch_size + val * epochs + test * test_views)
     share = max(1, cores // jobs) / cores
     seconds = STARTUP_S + steps * STEP_OVERHEAD_S + test * test_views * VIEW_OVERHEAD_S
-    return steps, seconds + total_macs / (MACS_PER_S * share)
+    rate = MACS_PER_S if cfg.train.amp else MACS_PER_S_FP32
+    return steps, seconds + total_macs / (rate * share)
 
 
 def estimate(spec: Spec, cells: list[Cell], *, jobs: int = 2, cores: int | None = None,

@@ -13,7 +13,7 @@
     budgets:
       small: {set: {model.width: 0.25}, grid: {model.name: [A]}, seeds: [0]}
 
-A budget replaces the grid axes and seeds it names and adds its `set` (and `report`) on top. String
+A budget replaces the grid axes and seeds it names and adds its `set`, `exclude` (and `report`) on top. String
 values may use ``{out}`` (the sweep directory), ``{seed}`` and ``{AXIS}``, the cell's value on
 that grid axis (e.g. ``{scale}``); a value that points into another cell's directory makes that
 cell a dependency (e.g. pre-initialising D from the A trained at the same scale and seed).
@@ -102,6 +102,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
     overrides = dict(data.get("set") or {})
     budgets = data.get("budgets") or {}
     report = dict(data.get("report") or {})
+    exclude = list(data.get("exclude") or [])
     if budget is not None:
         if budget not in budgets:
             raise ConfigError(f"{path}: no budget '{budget}'; defined: {', '.join(budgets) or 'none'}")
@@ -109,6 +110,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
         grid.update(chosen.get("grid") or {})
         overrides.update(chosen.get("set") or {})
         seeds = list(chosen.get("seeds") or seeds)
+        exclude += list(chosen.get("exclude") or [])
         report = {**report, **(chosen.get("report") or {})}
     if only_seeds is not None:
         extra = sorted(set(only_seeds) - {int(s) for s in seeds})
@@ -124,7 +126,7 @@ def load_spec(path: str | Path, *, budget: str | None = None, out: str | Path | 
     for axis, values in grid.items():
         if not isinstance(values, (list, dict)) or not values:
             raise ConfigError(f"{path}: grid axis '{axis}' needs a non-empty list (or a mapping of named variants)")
-    spec = Spec(base=base, overrides=overrides, grid=grid, exclude=list(data.get("exclude") or []),
+    spec = Spec(base=base, overrides=overrides, grid=grid, exclude=exclude,
                 seeds=[int(s) for s in seeds], out=Path(out_dir), budget=budget, study=data.get("study"),
                 report=report, hypotheses=list(data.get("hypotheses") or []))
     cells = expand(spec)  # validate every cell's config now, not halfway through the sweep

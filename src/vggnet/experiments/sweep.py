@@ -179,7 +179,9 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
         for cell, proc, start, out, err in running.values():
-            proc.send_signal(signal.SIGINT)  # the trainer saves a checkpoint on SIGINT
+            # SIGTERM, not SIGINT: a sweep started in the background (`nohup ... &`) gives its cells an
+            # ignored SIGINT; the trainer saves a checkpoint on either
+            proc.send_signal(signal.SIGTERM)
         for cell, proc, start, out, err in running.values():
             try:
                 proc.wait(timeout=30)
