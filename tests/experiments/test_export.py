@@ -94,6 +94,16 @@ def test_a_study_split_across_sittings_merges_into_one_export(tmp_path, fake_tra
                 for x in text.splitlines()]
 
     assert without_wall(dest.read_text()) == without_wall(expected)
+    # a sitting stopped before some cells ran: its pending runs do not replace earlier figures
+    from vggnet.experiments.index import Index
+
+    stopped = load_spec(spec_path, out=tmp_path / "stopped", only_seeds=[1])
+    run_sweep(stopped, command=fake_train, log=lambda _: None)
+    index = Index(stopped.out / "sweep.db")
+    index.update(index.rows()[0]["id"], status="pending")
+    index.close()
+    export_sweep(stopped.out, dest)
+    assert without_wall(dest.read_text()) == without_wall(expected)
     assert tables(dest).split("\n\n")[0] == tables(tmp_path / "whole.jsonl").split("\n\n")[0]
 
     with pytest.raises(ConfigError, match=r"seed\(s\) 7 not among"):

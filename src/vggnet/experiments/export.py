@@ -5,8 +5,9 @@ recomputed from it, so every published number can be checked without the run dir
     python -m vggnet.experiments.export --tables docs/results/init-medium.jsonl --plot docs/results/init-medium.png
 
 A study split across sittings (`vggnet sweep SPEC --seeds 0 1`, later `--seeds 2`) is merged here:
-exporting into a file that already holds the same study and budget keeps that file's runs for
-the seeds this sweep did not run, so the file accumulates every sitting's figures.
+exporting into a file that already holds the same study and budget keeps that file's runs that
+this sweep has no figures for (a run it finished or failed replaces the earlier one), so the
+file accumulates every sitting's figures.
 
 The file's first line is the header, {"export": "vggnet-sweep", "version": 1, "spec": {...}}
 (the sweep's study, budget, grid axes, report options and hypotheses); then one line per run,
@@ -60,8 +61,10 @@ def _run_record(sweep_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _earlier_sittings(path: Path, header: dict[str, Any], seeds: set[int]) -> list[dict[str, Any]]:
-    """The lines of an existing export of the same study for seeds other than `seeds`."""
+def _earlier_sittings(path: Path, header: dict[str, Any], runs: set[str],
+                      ensembles: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The lines of an existing export of the same study that this sweep does not replace (runs
+    and ensemble seeds it has no figures for)."""
     if not path.exists():
         return []
     try:
@@ -73,7 +76,8 @@ def _earlier_sittings(path: Path, header: dict[str, Any], seeds: set[int]) -> li
     if json.loads(json.dumps(header["spec"])) != lines[0].get("spec"):
         raise ConfigError(f"{path} holds another study, budget or hypotheses than this sweep; export to a new "
                           f"file (or delete it to replace it)")
-    return [line for line in lines[1:] if line.get("seed") not in seeds]
+    return [line for line in lines[1:] if line.get("run") not in runs
+            and (line.get("ensemble"), line.get("seed")) not in ensembles]
 
 
 def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
@@ -86,15 +90,18 @@ def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
     spec = _read_spec(sweep_dir)
     rows, _ = _stats(sweep_dir, spec)  # cell keys in the spec's grid order
     header = {"export": FORMAT, "version": VERSION, "spec": {k: spec.get(k) for k in SPEC_FIELDS}}
-    runs = [_run_record(sweep_dir, r) for r in rows]
+    # only runs with figures: a cell still pending (a sitting stopped before it) is left to the
+    # sitting that runs it, and does not hide that seed's figures from an earlier one
+    runs = [_run_record(sweep_dir, r) for r in rows if r["status"] in ("done", "failed")]
     ensembles = [{"ensemble": name, "seed": result["seed"], "members": result["members"],
                   "protocols": {k: {m: _pct(v.get(m)) for m in ("top1_error", "top5_error")}
                                 for k, v in result["protocols"].items()}}
                  for name, results in read_json(sweep_dir / "ensembles.json").items() for result in results]
-    earlier = _earlier_sittings(path, header, {r["seed"] for r in runs})
-    order = {json.dumps(r["cell"], sort_keys=True): i for i, r in reversed(list(enumerate(runs)))}
+    earlier = _earlier_sittings(path, header, {r["run"] for r in runs},
+                                {(e["ensemble"], e["seed"]) for e in ensembles})
+    order = {json.dumps(r["key"], sort_keys=True): i for i, r in reversed(list(enumerate(rows)))}  # grid order
     runs += [line for line in earlier if "run" in line]
-    runs.sort(key=lambda r: (order.get(json.dumps(r["cell"], sort_keys=True), len(order)), r["seed"]))
+    runs.sort(key=lambda r: (r["seed"], order.get(json.dumps(r["cell"], sort_keys=True), len(order))))  # seed-major
     ensembles += [line for line in earlier if "ensemble" in line]
     ensembles.sort(key=lambda e: (e["ensemble"], e["seed"]))
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in [header, *runs, *ensembles])
