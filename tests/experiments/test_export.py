@@ -108,14 +108,15 @@ def test_a_study_split_across_sittings_merges_into_one_export(tmp_path, fake_tra
 
     with pytest.raises(ConfigError, match=r"seed\(s\) 7 not among"):
         load_spec(spec_path, only_seeds=[7])
-    other = yaml.safe_load(spec_path.read_text()) | {"study": "other", "out": str(tmp_path / "other")}
-    spec_path.write_text(yaml.safe_dump(other))
-    run_sweep(load_spec(spec_path, only_seeds=[0]), command=fake_train, log=lambda _: None)
-    with pytest.raises(ConfigError, match="holds another study"):
-        export_sweep(tmp_path / "other", dest)
+    for name, change in (("study", {"study": "other"}), ("set", {"set": {"train.lr": 0.05}})):
+        other = yaml.safe_load(spec_path.read_text()) | change | {"out": str(tmp_path / name)}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(other))
+        run_sweep(load_spec(tmp_path / f"{name}.yaml", only_seeds=[0]), command=fake_train, log=lambda _: None)
+        with pytest.raises(ConfigError, match=rf"holds another sweep \(its {name} differ"):
+            export_sweep(tmp_path / name, dest)
     with pytest.raises(ConfigError, match="not a sweep directory"):
         export_sweep(tmp_path / "no-such-sweep", tmp_path / "new.jsonl")
     assert not (tmp_path / "new.jsonl").exists()
     (tmp_path / "notes.txt").write_text("not an export\n")
     with pytest.raises(ConfigError, match="is not a vggnet sweep export"):
-        export_sweep(tmp_path / "other", tmp_path / "notes.txt")
+        export_sweep(tmp_path / "study", tmp_path / "notes.txt")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from vggnet.files import atomic_write
 from vggnet.report.rundir import accuracy, primary_protocol, read_json, read_metrics
 
 FORMAT, VERSION = "vggnet-sweep", 1
-SPEC_FIELDS = ("study", "budget", "grid", "report", "hypotheses")
+SPEC_FIELDS = ("study", "budget", "grid", "set", "exclude", "report", "hypotheses")
 
 
 def _pct(error: float | None) -> float | None:
@@ -63,21 +64,28 @@ def _run_record(sweep_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
 
 def _earlier_sittings(path: Path, header: dict[str, Any], runs: set[str],
                       ensembles: set[tuple[str, int]]) -> list[dict[str, Any]]:
-    """The lines of an existing export of the same study that this sweep does not replace (runs
-    and ensemble seeds it has no figures for)."""
+    """The lines of an existing export of the same study that this sweep does not replace: runs it
+    has no figures for, and ensembles it did not recompute whose members it did not rerun."""
     if not path.exists():
         return []
     try:
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path} to merge into it ({exc}); export to a new file") from None
+    try:
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError:
         lines = []
     if not lines or not isinstance(lines[0], dict) or lines[0].get("export") != FORMAT:
         raise ConfigError(f"{path} exists and is not a vggnet sweep export; export to a new file")
-    if json.loads(json.dumps(header["spec"])) != lines[0].get("spec"):
-        raise ConfigError(f"{path} holds another study, budget or hypotheses than this sweep; export to a new "
-                          f"file (or delete it to replace it)")
-    return [line for line in lines[1:] if line.get("run") not in runs
-            and (line.get("ensemble"), line.get("seed")) not in ensembles]
+    earlier = lines[0].get("spec") or {}
+    differ = [k for k in SPEC_FIELDS if json.loads(json.dumps(header["spec"].get(k))) != earlier.get(k)]
+    if differ:
+        raise ConfigError(f"{path} holds another sweep (its {', '.join(differ)} differ from this one's); export "
+                          f"to a new file, or delete it to replace it")
+    return [line for line in lines[1:] if line.get("run") not in runs and (
+        "ensemble" not in line or ((line["ensemble"], line.get("seed")) not in ensembles
+                                   and not set(line.get("members") or []) & runs))]
 
 
 def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
@@ -164,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except VGGNetError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `--tables ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -179,8 +179,8 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
         for cell, proc, start, out, err in running.values():
-            # SIGTERM, not SIGINT: a sweep started in the background (`nohup ... &`) gives its cells an
-            # ignored SIGINT; the trainer saves a checkpoint on either
+            # SIGTERM, not SIGINT: a sweep started with `&` from a script (no job control) gives its
+            # cells an ignored SIGINT until the trainer's loop takes it; it saves a checkpoint on either
             proc.send_signal(signal.SIGTERM)
         for cell, proc, start, out, err in running.values():
             try:
