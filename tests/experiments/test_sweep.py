@@ -98,6 +98,7 @@ def test_killed_sweep_reruns_only_unfinished_cells(tmp_path, fake_train):
     proc.wait(timeout=60)
     rows = {r["key"]["train.epochs"]: r for r in read_rows(tmp_path / "sweep")}
     assert rows[1]["status"] == "done" and rows[99]["status"] == "pending"
+    assert rows[99]["wall_s"] > 0  # the interrupted part's time counts toward the cell's wall time
     # The rerun (the fake sleeps only on its first call) runs the interrupted cell only.
     result = run_sweep(load_spec(path), command=fake_train, log=lambda _: None)
     assert result.ran == 1 and result.counts["done"] == 2

@@ -190,8 +190,9 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 proc.wait()
             if proc.returncode == 0:  # it finished before the signal reached it
                 _finish(index, cell, 0, time.time() - start, log)
-            else:
-                index.update(cell.id, status="pending", pid=None)
+            else:  # its time so far counts: the resumed run adds the rest
+                index.update(cell.id, status="pending", pid=None,
+                             wall_s=(index.get(cell.id)["wall_s"] or 0.0) + time.time() - start)
         raise
     finally:
         counts = index.counts()
