@@ -114,7 +114,8 @@ def test_medium_budget_is_the_full_training_set_at_width_a_quarter(name):
     # the study's own recipe is inherited, not restated: only scale-related keys differ from full
     scale_keys = {"model.width", "data.subset", "data.val_fraction", "train.epochs", "train.batch_size",
                   "train.plateau_patience", "train.early_stop_patience", "train.health_every", "eval.limit",
-                  "model.init"}  # an init's signal depends on the width (test_no_cell_..._refused_...)
+                  "model.init",  # an init's signal depends on the width (test_no_cell_..._refused_...)
+                  "train.schedule", "train.step_size"}  # 10 epochs: the same decreases for every net
     m_cell, m_cfg = next(iter(medium.values()))
     f_cfg = next(cfg for cell, cfg in full.values() if cell.key == m_cell.key and cell.seed == m_cell.seed)
     from vggnet import config as C
@@ -144,14 +145,16 @@ def test_estimate_matches_the_small_budgets_measured_wall_time(name, budget, mea
     assert 0.7 * measured_min < seconds / 60 < 1.35 * measured_min
 
 
-@pytest.mark.parametrize("name", ["seed001", "init", "paper_ablations"])
-def test_medium_budgets_fit_about_three_hours_and_the_cli_prints_it(name, capsys):
+# paper_ablations: Table 3's eleven nets x 10 epochs with 150-view multi-crop is more than 3 hours
+# (the pilot's seed took 92 min); it runs across sittings by seed (docs/experiments.md)
+@pytest.mark.parametrize("name, hours", [("seed001", 3.5), ("init", 3.5), ("paper_ablations", 4.5)])
+def test_medium_budgets_fit_a_few_hours_and_the_cli_prints_it(name, hours, capsys):
     from vggnet.cli import main
     from vggnet.experiments.estimate import estimate
 
     spec = load_spec(STUDIES / f"{name}.yaml", budget="medium", out="/sweep")
     _, seconds, _ = estimate(spec, expand(spec), jobs=2, cores=2)
-    assert 2.0 < seconds / 3600 < 3.5
+    assert 2.0 < seconds / 3600 < hours
     assert main(["sweep", str(STUDIES / f"{name}.yaml"), "--budget", "medium", "--jobs", "2", "--dry-run",
                  "--out", "/tmp/never-written"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]

@@ -62,6 +62,8 @@ def test_pairs_match_seed_and_the_axes_neither_side_names():
     ([0.2, -0.3, 0.1], "same", "bootstrap", 1.0, "reproduces"),
     ([3.0, 4.0, 3.5], "same", "bootstrap", 1.0, "does not"),
     ([], "lower", "sign", 0, "unresolved"),
+    ([-1.2], "lower", "bootstrap", 0, "unresolved"),       # one pair: its interval is itself
+    ([-3.0, -2.5], "lower", "bootstrap", 1.0, "unresolved"),  # two pairs: too few for an interval
 ])
 def test_verdict_rules(diffs, expect, test, threshold, verdict):
     v = decide({"claim": "x", "expect": expect, "test": test, "threshold": threshold}, diffs)

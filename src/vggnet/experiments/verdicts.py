@@ -25,6 +25,8 @@ difference a - b in points, and the mean's seeded bootstrap interval at 1 - alph
   reproduces when the pairs favour a significantly and the mean difference is beyond
   -threshold, does not when they favour b significantly. (With n pairs the smallest p is
   2^-n: 3 pairs can never reach 0.05, which the verdict then says.)
+- Fewer than MIN_BOOTSTRAP_N pairs are `unresolved` under `bootstrap`: the interval of one pair
+  is that pair's value, of two the pair's span, which says nothing about the seeds not run.
 
 Anything else is `unresolved`; every verdict carries n, the mean difference and the interval.
 """
@@ -45,6 +47,7 @@ from vggnet.experiments.summary import never_learned
 from vggnet.report.rundir import accuracy, read_json
 
 EXPECTATIONS = ("lower", "higher", "same")
+MIN_BOOTSTRAP_N = 3
 TESTS = ("bootstrap", "sign")
 METRICS = ("top1_error", "top5_error", "never_learned")
 SIDE_KEYS = ("protocol", "ensemble")  # keys of a side that are not grid axes
@@ -211,6 +214,8 @@ def decide(h: dict[str, Any], diffs: list[float]) -> Verdict:
             verdict = "unresolved"
             if 2.0 ** -(towards + against) >= alpha:
                 note = f"{towards + against} non-tied pairs cannot reach p < {alpha}"
+    elif len(diffs) < MIN_BOOTSTRAP_N:
+        verdict, note = "unresolved", f"{len(diffs)} pair(s): a bootstrap interval needs at least {MIN_BOOTSTRAP_N}"
     elif expect == "same":
         verdict = ("reproduces" if -t < low and high < t else
                    "does not" if low >= t or high <= -t else "unresolved")
