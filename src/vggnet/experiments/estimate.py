@@ -22,7 +22,6 @@ in README.md and docs/RESULTS.md (2-core AVX-512 VMs, torch 2.14):
   small's 21 min with --jobs 2 (45 and 56 runs, 33,210 and 41,328 SGD steps, 1.35M and 8.9M
   test views) leave ~6 s per process (import, data), ~1 ms per step and ~0.12 ms per test view
   (crops, rescaling, small batches) beyond the MACs.
-
 - DATA_FACTOR: datasets whose views are built image by image in Python, with work the model
   misses (box targets, the box nets' multi-scale test): loc_ablations-small's seed 0 took 495 s
   of cell time (285 s with --jobs 2) against 143 s modelled, so fashion-mnist-loc runs count

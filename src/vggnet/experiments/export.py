@@ -10,7 +10,7 @@ this sweep has no figures for (a run it finished or failed replaces the earlier 
 file accumulates every sitting's figures.
 
 The file's first line is the header, {"export": "vggnet-sweep", "version": 1, "spec": {...}}
-(the sweep's study, budget, grid axes, report options and hypotheses); then one line per run,
+(the sweep's study, budget, grid axes, set, exclude, report options and hypotheses); then one line per run,
 {"run": id, "cell": {axis: value}, "seed", "status", "protocols": {name: {"top1_error",
 "top5_error"}} (errors in %), "best_epoch", "best_val_top1" (%), "epochs", "steps", "wall_s",
 "images_per_s", "never_learned", "num_classes"}; then one line per ensemble and seed,
@@ -89,8 +89,8 @@ def _earlier_sittings(path: Path, header: dict[str, Any], runs: set[str],
 
 
 def export_sweep(sweep_dir: str | Path, path: str | Path) -> Path:
-    """Write a sweep's figures to `path` (JSONL, see the module docstring), merged with the other
-    seeds' figures of the same study already in `path`; returns the path."""
+    """Write a sweep's figures to `path` (JSONL, see the module docstring), merged with the figures
+    of earlier sittings of the same sweep already in `path`; returns the path."""
     sweep_dir, path = Path(sweep_dir), Path(path)
     if not (sweep_dir / "sweep.db").is_file():
         raise ConfigError(f"{sweep_dir} is not a sweep directory (no sweep.db); give the directory "

@@ -13,8 +13,8 @@
     budgets:
       small: {set: {model.width: 0.25}, grid: {model.name: [A]}, seeds: [0]}
 
-A budget replaces the grid axes and seeds it names and adds its `set`, `exclude` (and `report`) on top. String
-values may use ``{out}`` (the sweep directory), ``{seed}`` and ``{AXIS}``, the cell's value on
+A budget replaces the grid axes and seeds it names and adds its `set`, `exclude` (and `report`)
+on top. String values may use ``{out}`` (the sweep directory), ``{seed}`` and ``{AXIS}``, the cell's value on
 that grid axis (e.g. ``{scale}``); a value that points into another cell's directory makes that
 cell a dependency (e.g. pre-initialising D from the A trained at the same scale and seed).
 """
