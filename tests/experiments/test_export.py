@@ -9,7 +9,7 @@ import yaml
 
 from vggnet.errors import ConfigError
 
-from vggnet.experiments.export import export_sweep, main, read_export, tables
+from vggnet.experiments.export import compare, export_sweep, main, read_export, tables
 from vggnet.experiments.report import protocols_markdown, sweep_markdown
 from vggnet.experiments.spec import load_spec
 from vggnet.experiments.sweep import run_sweep
@@ -56,6 +56,19 @@ def test_committed_exports_recompute_the_tables_in_results_md(path):
     document = (DOCS / "RESULTS.md").read_text()
     cells_table = tables(path).split("\n\n")[0]
     assert cells_table.strip() in document, f"the cells table recomputed from {path.name} is not in RESULTS.md"
+
+
+SCALES = sorted(p for p in COMMITTED if p.name.endswith("_small.jsonl")
+                and p.with_name(p.name.replace("_small", "_medium")).exists())
+
+
+@pytest.mark.parametrize("small", SCALES or [None], ids=[p.name for p in SCALES] or ["none"])
+def test_committed_small_and_medium_verdicts_side_by_side_are_in_results_md(small):
+    if small is None:
+        pytest.skip("no study has both a small and a medium export committed yet")
+    side_by_side = compare([small, small.with_name(small.name.replace("_small", "_medium"))])
+    assert side_by_side.strip() in (DOCS / "RESULTS.md").read_text(), \
+        f"the small-vs-medium verdicts recomputed from {small.name} are not in RESULTS.md"
 
 
 def test_study_plot_from_an_export(tmp_path, fake_train):
@@ -120,3 +133,39 @@ def test_a_study_split_across_sittings_merges_into_one_export(tmp_path, fake_tra
     (tmp_path / "notes.txt").write_text("not an export\n")
     with pytest.raises(ConfigError, match="is not a vggnet sweep export"):
         export_sweep(tmp_path / "study", tmp_path / "notes.txt")
+
+
+def _export(path, budget, errors, *, study="fake"):
+    """A hand-written export: cells A and B, one run per (cell, seed) with these centre errors (%)."""
+    spec = {"study": study, "budget": budget, "grid": {"model.name": ["A", "B"]},
+            "hypotheses": [{"claim": "B beats A", "source": "paper", "a": {"model.name": "B"},
+                            "b": {"model.name": "A"}, "expect": "lower", "test": "sign"},
+                           {"claim": "only at medium", "a": {"model.name": "B"}, "b": {"model.name": "A"},
+                            "expect": "same", "threshold": 50.0, "budgets": ["medium"]}]}
+    lines = [{"export": "vggnet-sweep", "version": 1, "spec": spec}]
+    lines += [{"run": f"{name}/seed{seed}", "cell": {"model.name": name}, "seed": seed, "status": "done",
+               "protocols": {"centre": {"top1_error": e, "top5_error": 1.0}}, "num_classes": 10, "wall_s": 1.0,
+               "epochs": 1} for name, per_seed in errors.items() for seed, e in enumerate(per_seed)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_compare_puts_a_studys_budgets_side_by_side(tmp_path, capsys):
+    small = _export(tmp_path / "small.jsonl", "small", {"A": [20, 21, 22, 23, 24], "B": [30, 31, 32, 33, 34]})
+    medium = _export(tmp_path / "medium.jsonl", "medium", {"A": [20, 21, 22, 23, 24], "B": [10, 11, 12, 13, 14]})
+    assert main(["--compare", str(small), str(medium)]) == 0
+    head, rule, beats, only = capsys.readouterr().out.splitlines()
+    assert head.split(" | ")[2:5] == ["small: n", "mean a - b [interval]", "verdict"]
+    assert beats.startswith("| B beats A | paper | 5 | +10.0 ") and beats.endswith(
+        "| **does not** | 5 | -10.0 [-10.0, -10.0] | **reproduces** | yes |")
+    assert only.startswith("| only at medium |  | – | – | – | 5 |") and only.endswith("| – |")
+    level = _export(tmp_path / "level.jsonl", "medium", {"A": [20, 21, 22, 23, 24], "B": [30, 31, 32, 33, 34]})
+    assert compare([small, level]).splitlines()[2].endswith("| **does not** | no |")
+
+    other = _export(tmp_path / "other.jsonl", "medium", {"A": [1], "B": [2]}, study="init")
+    assert main(["--compare", str(small), str(other)]) == 2
+    assert "one study at several budgets; these hold fake, init" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--compare", str(small)])
+    with pytest.raises(SystemExit):
+        main(["--tables", str(small), str(medium)])

@@ -3,6 +3,7 @@ recomputed from it, so every published number can be checked without the run dir
 
     python -m vggnet.experiments.export runs/studies/init-medium docs/results/init-medium.jsonl
     python -m vggnet.experiments.export --tables docs/results/init-medium.jsonl --plot docs/results/init-medium.png
+    python -m vggnet.experiments.export --compare docs/results/init_small.jsonl docs/results/init_medium.jsonl
 
 A study split across sittings (`vggnet sweep SPEC --seeds 0 1`, later `--seeds 2`) is merged here:
 exporting into a file that already holds the same study and budget keeps that file's runs that
@@ -15,7 +16,8 @@ The file's first line is the header, {"export": "vggnet-sweep", "version": 1, "s
 "top5_error"}} (errors in %), "best_epoch", "best_val_top1" (%), "epochs", "steps", "wall_s",
 "images_per_s", "never_learned", "num_classes"}; then one line per ensemble and seed,
 {"ensemble": name, "seed", "members", "protocols"}. `tables(path)` gives the Markdown that
-`sweep_markdown`, `protocols_markdown` and `verdicts_markdown` give for the sweep directory.
+`sweep_markdown`, `protocols_markdown` and `verdicts_markdown` give for the sweep directory;
+`compare(paths)` puts the verdicts of one study's budgets side by side, a row per claim.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from vggnet.errors import ConfigError, VGGNetError
 from vggnet.experiments.report import _read_spec, _stats, cells_markdown, protocols_table, study_plot
 from vggnet.experiments.summary import never_learned
-from vggnet.experiments.verdicts import spec_verdicts, verdicts_table
+from vggnet.experiments.verdicts import fmt_verdict, spec_verdicts, verdicts_table
 from vggnet.files import atomic_write
 from vggnet.report.rundir import accuracy, primary_protocol, read_json, read_metrics
 
@@ -160,10 +162,48 @@ def tables(path: str | Path) -> str:
     return "\n".join(out)
 
 
+def compare(paths: list[str | Path]) -> str:
+    """One study's pre-registered verdicts at several budgets side by side (Markdown): a row per
+    claim, in the order of the first export's spec, with each budget's n, mean difference a - b
+    [interval] and verdict, and whether the verdict changes with scale. A claim some budget
+    does not test shows a dash there."""
+    columns = []
+    for path in paths:
+        spec, rows, ensembles = read_export(path)
+        columns.append((spec, {h.get("claim", ""): v for h, v in spec_verdicts(spec, rows, ensembles)}))
+    studies = {spec.get("study") for spec, _ in columns}
+    if len(studies) > 1:
+        raise ConfigError(f"--compare takes exports of one study at several budgets; these hold "
+                          f"{', '.join(sorted(map(str, studies)))}")
+    claims = list(dict.fromkeys(claim for _, found in columns for claim in found))
+    head = ["claim", "source"]
+    for spec, _ in columns:
+        head += [f"{spec.get('budget') or 'full'}: n", "mean a - b [interval]", "verdict"]
+    lines = ["| " + " | ".join(head + ["changes with scale"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for claim in claims:
+        source = next(found[claim].source for _, found in columns if claim in found)
+        cells, decided = [claim, source], []
+        for _, found in columns:
+            if claim not in found:
+                cells += ["–", "–", "–"]
+                continue
+            verdict, interval, _ = fmt_verdict(found[claim])
+            cells += [str(found[claim].n), interval, f"**{verdict}**"]
+            decided.append(found[claim].verdict)
+        settled = [v for v in decided if v != "unresolved"]
+        change = "yes" if len(set(settled)) > 1 else "–" if len(settled) < 2 else "no"
+        lines.append("| " + " | ".join(cells + [change]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vggnet.experiments.export", description=__doc__.split("\n\n")[0])
     p.add_argument("source", help="a sweep directory (to export) or, with --tables, an export file")
-    p.add_argument("dest", nargs="?", help="the JSONL file to write, e.g. docs/results/init-medium.jsonl")
+    p.add_argument("--compare", action="store_true",
+                   help="print the verdicts of SOURCE and the exports after it, one study at several budgets "
+                        "(e.g. small and medium), side by side")
+    p.add_argument("dest", nargs="*", help="the JSONL file to write, e.g. docs/results/init-medium.jsonl "
+                                           "(with --compare: the other exports)")
     p.add_argument("--tables", action="store_true", help="print the RESULTS.md tables recomputed from an export")
     p.add_argument("--plot", help="with --tables: also write the study's plot (PNG) here")
     args = p.parse_args(argv)
@@ -178,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.compare:
+        if not args.dest:
+            p.error("--compare takes two exports or more")
+        print(compare([args.source, *args.dest]), end="")
+        return 0
+    if args.tables and args.dest or len(args.dest) > 1:
+        p.error(f"unexpected argument {args.dest[-1]}")
     if args.tables:
         print(tables(args.source), end="")
         if args.plot:
@@ -186,7 +233,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return 0
     if not args.dest:
         p.error("give the file to write")
-    print(export_sweep(args.source, args.dest))
+    print(export_sweep(args.source, args.dest[0]))
     return 0
 
 
