@@ -81,6 +81,14 @@ def test_sweep_records_results_and_failures_in_sqlite(tmp_path, fake_train):
     assert run_sweep(spec, command=fake_train, retry_failed=True, log=lambda _: None).ran == 3
 
 
+def test_a_later_sitting_counts_only_its_own_cells(tmp_path, fake_train):
+    path = write_spec(tmp_path, grid={"model.name": ["A", "B"]}, seeds=[0, 1])
+    run_sweep(load_spec(path, only_seeds=[0]), command=fake_train, log=lambda _: None)
+    lines = []
+    run_sweep(load_spec(path, only_seeds=[1]), command=fake_train, log=lines.append)
+    assert [x.split(" start")[0] for x in lines if " start " in x] == ["[1/2]", "[2/2]"]
+
+
 def test_killed_sweep_reruns_only_unfinished_cells(tmp_path, fake_train):
     """A sweep stopped by SIGTERM mid-cell (epochs=99 sleeps) marks that cell pending; the
     rerun runs only it and leaves finished cells alone."""

@@ -162,7 +162,7 @@ def run_sweep(spec: Spec, *, jobs: int = 1, command: Sequence[str] = DEFAULT_COM
                 index.mark_running(cell.id, proc.pid)
                 running[slot] = (cell, proc, time.time(), out, err)
                 ran += 1
-                done = sum(1 for r in index.rows() if r["status"] in ("done", "failed"))
+                done = sum(1 for r in index.rows() if r["status"] in ("done", "failed") and r["id"] in by_id)
                 log(f"[{done + len(running)}/{total}] start {cell.id}")
             if todo and not running and not orphans and _next_ready(todo, index) is None:
                 for cell in todo:
