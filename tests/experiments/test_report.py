@@ -61,3 +61,20 @@ def test_empty_dir_renders_and_missing_dir_is_a_config_error(tmp_path):
     assert render(tmp_path).is_file()
     with pytest.raises(ConfigError, match="run directory"):
         render_run(tmp_path / "nope")
+
+
+def test_study_plot_puts_runs_that_never_learned_off_the_scale(monkeypatch):
+    from vggnet.experiments import report
+
+    seen = {}
+    monkeypatch.setattr(report.plots, "cell_points", lambda cells, ceiling=None: seen.update(ceiling=ceiling) or b"")
+
+    def row(name, seed, acc):
+        return {"key": {"model.name": name}, "seed": seed, "status": "done", "test_top1": acc, "num_classes": 10,
+                "wall_s": 1.0}
+
+    learned = [row("A", s, a) for s, a in enumerate((0.91, 0.92, 0.90))]
+    report.study_plot({}, learned)
+    assert seen["ceiling"] is None  # every run learned: the axis spans them all
+    report.study_plot({}, learned + [row("B-5x5", 0, 0.093)])
+    assert 10.0 < seen["ceiling"] < 90.7  # the learned cells fill the axis, B-5x5's 90.7% sits above it

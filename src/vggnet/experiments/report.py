@@ -22,6 +22,7 @@ from vggnet.experiments.summary import (
     cell_stats,
     fmt_pct,
     mean_std,
+    never_learned,
     protocol_stats,
 )
 from vggnet.experiments.verdicts import VERDICT_HEADERS, bootstrap_interval, sweep_verdicts, verdict_rows
@@ -168,13 +169,18 @@ def _confusion_section(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
 
 def study_plot(spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
     """The study's plot: test top-1 error % per cell, every seed a dot, with the mean's seeded
-    95% bootstrap interval (PNG bytes)."""
+    95% bootstrap interval (PNG bytes); runs that never learned are marked off the scale."""
     cells = []
     for stats in cell_stats(rows):
         errors = [100.0 * (1.0 - a) for a in stats["accs"]]
         interval = bootstrap_interval(errors) if len(errors) > 1 else None
         cells.append((", ".join(str(v) for v in stats["key"].values()) or "all", errors, interval))
-    return plots.cell_points(cells)
+    done = [r for r in rows if r["status"] == "done" and r.get("test_top1") is not None]
+    learned = [100.0 * (1.0 - r["test_top1"]) for r in done if not never_learned(r["test_top1"], r.get("num_classes"))]
+    ceiling = None  # runs that never learned go off the scale, so the learned cells' differences show
+    if learned and len(learned) < len(done):
+        ceiling = max(max(learned) + 0.15 * (max(learned) - min(learned)) + 1.0, min(learned) + 5.0)
+    return plots.cell_points(cells, ceiling=ceiling)
 
 
 def render_sweep(sweep_dir: str | Path) -> Path:

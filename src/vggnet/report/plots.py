@@ -157,23 +157,39 @@ def sweep_curves(curves: dict[str, list[list[dict[str, Any]]]], key: str = "val_
 
 
 def cell_points(cells: list[tuple[str, list[float], tuple[float, float] | None]],
-                ylabel: str = "test top-1 error %") -> bytes:
+                ylabel: str = "test top-1 error %", ceiling: float | None = None) -> bytes:
     """One column per cell: every seed's value as a dot, the mean as a bar and its interval as a
-    line, so the spread and the n of each cell are seen at a glance (the study's plot)."""
+    line, so the spread and the n of each cell are seen at a glance (the study's plot). Values
+    above `ceiling` (runs that never learned, which would squash every other cell to the floor)
+    are drawn as a red triangle at the top of the axis with their value beside it."""
     fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(cells) + 1.5), 3.4))
+    off_scale = False
     for i, (label, values, interval) in enumerate(cells):
         if not values:
             continue
         offsets = [(j - (len(values) - 1) / 2) * min(0.08, 0.5 / len(values)) for j in range(len(values))]
-        ax.scatter([i + o for o in offsets], values, s=14, color="tab:blue", alpha=0.7, zorder=3)
+        shown = [(i + o, v) for o, v in zip(offsets, values) if ceiling is None or v <= ceiling]
+        above = [(i + o, v) for o, v in zip(offsets, values) if ceiling is not None and v > ceiling]
+        if shown:
+            ax.scatter(*zip(*shown), s=14, color="tab:blue", alpha=0.7, zorder=3)
+        if above:
+            off_scale = True
+            ax.scatter([x for x, _ in above], [ceiling] * len(above), marker="^", s=30, color="tab:red", zorder=3,
+                       clip_on=False)
+            ax.annotate(f"{max(v for _, v in above):.0f}", (i, ceiling), xytext=(6, -10), textcoords="offset points",
+                        fontsize=6, color="tab:red")
         mean = sum(values) / len(values)
-        ax.hlines(mean, i - 0.3, i + 0.3, color="black", lw=2, zorder=4)
+        if ceiling is None or mean <= ceiling:
+            ax.hlines(mean, i - 0.3, i + 0.3, color="black", lw=2, zorder=4)
         if interval is not None:
             ax.vlines(i + 0.34, interval[0], interval[1], color="tab:red", lw=2, zorder=4)
+    if ceiling is not None:
+        ax.set_ylim(top=ceiling)
     ax.set_xticks(range(len(cells)), [f"{c[0]}\n(n={len(c[1])})" for c in cells], rotation=60 if len(cells) > 8
                   else 0, fontsize=7, ha="right" if len(cells) > 8 else "center")
     ax.set_ylabel(ylabel)
-    ax.set_title("dots: seeds; black: mean; red: 95% bootstrap interval of the mean", fontsize=8)
+    ax.set_title("dots: seeds; black: mean; red: 95% bootstrap interval of the mean"
+                 + ("; red triangles: never learned (off the scale, value beside)" if off_scale else ""), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
