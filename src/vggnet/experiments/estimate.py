@@ -94,11 +94,10 @@ def cell_seconds(cfg: RunConfig, *, jobs: int = 2, cores: int = 2, epochs: int |
                      not {"multi_scale", "multi_crop"} <= set(cfg.eval.protocols))
     total_macs = macs * (3 * steps * cfg.train.batch_size + val * epochs + test * test_views)
     share = max(1, cores // jobs) / cores
-    seconds = STARTUP_S + steps * STEP_OVERHEAD_S + test * test_views * VIEW_OVERHEAD_S
     rate = MACS_PER_S if cfg.train.amp else MACS_PER_S_FP32
     slow = LRN_FACTOR if "LRN" in cfg.model.name else 1.0
-    seconds += slow * total_macs / (rate * share)
-    return steps, STARTUP_S + DATA_FACTOR.get(cfg.data.name, 1.0) * (seconds - STARTUP_S)
+    work = steps * STEP_OVERHEAD_S + test * test_views * VIEW_OVERHEAD_S + slow * total_macs / (rate * share)
+    return steps, STARTUP_S + DATA_FACTOR.get(cfg.data.name, 1.0) * work
 
 
 def estimate(spec: Spec, cells: list[Cell], *, jobs: int = 2, cores: int | None = None,

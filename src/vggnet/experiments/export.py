@@ -223,7 +223,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             p.error("--compare takes two exports or more")
         print(compare([args.source, *args.dest]), end="")
         return 0
-    if args.tables and args.dest or len(args.dest) > 1:
+    if len(args.dest) > (0 if args.tables else 1):
         p.error(f"unexpected argument {args.dest[-1]}")
     if args.tables:
         print(tables(args.source), end="")
