@@ -159,8 +159,8 @@ def test_medium_budgets_fit_a_few_hours_and_the_cli_prints_it(name, hours, capsy
     assert 2.0 < seconds / 3600 < hours
     assert main(["sweep", str(STUDIES / f"{name}.yaml"), "--budget", "medium", "--jobs", "2", "--dry-run",
                  "--out", "/tmp/never-written"]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"x 3 seeds = {len(expand(spec))} runs" in last and "estimated" in last and " h " in last
+    line = next(x for x in capsys.readouterr().out.splitlines() if " cells x " in x)
+    assert f"x 3 seeds = {len(expand(spec))} runs" in line and "estimated" in line and " h " in line
 
 
 def test_unknown_budget_is_exit_2_naming_it(capsys):

@@ -9,10 +9,10 @@ import yaml
 from vggnet.cli import main
 from vggnet.errors import ConfigError
 from vggnet.experiments.report import render_sweep
-from vggnet.experiments.spec import load_spec
+from vggnet.experiments.spec import expand, load_spec
 from vggnet.experiments.sweep import run_sweep
-from vggnet.experiments.verdicts import (bootstrap_interval, decide, differences, sign_test, sweep_verdicts,
-                                         verdicts_markdown)
+from vggnet.experiments.verdicts import (bootstrap_interval, decide, differences, planned_pairs, sign_test,
+                                         sweep_verdicts, undecidable_hypotheses, verdicts_markdown)
 
 BASE = {"data": {"name": "synthetic", "num_classes": 4}, "train": {"epochs": 1}}
 
@@ -121,3 +121,32 @@ def test_sweep_report_decides_the_hypotheses(tmp_path, fake_train):
     assert never.verdict == "unresolved" and never.low == -50 and never.high == 50
     assert "**reproduces**" in verdicts_markdown(spec.out)
     assert "Pre-registered hypotheses" in render_sweep(spec.out).read_text()
+
+
+def test_the_dry_run_names_the_hypotheses_the_planned_seeds_can_never_decide(tmp_path, capsys):
+    hypotheses = [
+        {"claim": "B beats A", "a": {"model.name": "B"}, "b": {"model.name": "A"}, "expect": "lower", "test": "sign"},
+        {"claim": "jitter hurts", "a": {"scale": "jitter"}, "b": {"scale": "fixed"}, "expect": "higher",
+         "test": "sign"},
+        {"claim": "B is level with A", "a": {"model.name": "B"}, "b": {"model.name": "A"}, "expect": "same",
+         "threshold": 1.0},
+    ]
+    path = spec_file(tmp_path, hypotheses, grid={"model.name": ["A", "B"],
+                     "scale": {"fixed": {"data.pad": 0}, "jitter": {"data.pad": 4}}})
+    spec = load_spec(path)
+    cells = expand(spec)
+    # B vs A pairs within each scale and seed: 2 x 3; jitter vs fixed within each net: 2 x 3
+    assert [planned_pairs(h, cells) for h in hypotheses] == [6, 6, 6]
+    assert undecidable_hypotheses(hypotheses, cells, budget=None) == []
+    # one scale: the sign tests get 3 pairs (p >= 1/8 whatever happens); the bootstrap still can
+    path = spec_file(tmp_path, hypotheses[:1] + hypotheses[2:])
+    weak = undecidable_hypotheses(load_spec(path).hypotheses, expand(load_spec(path)), budget=None)
+    assert weak == [("B beats A", "a sign test on 3 pairs cannot reach p < 0.05 (it needs 5)")]
+    # a sitting's --seeds does not shrink the check: it counts every seed of the budget
+    assert main(["sweep", str(path), "--dry-run", "--seeds", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "1 pre-registered hypothesis cannot be decided with the budget's 3 seeds" in out
+    assert "- B beats A: a sign test on 3 pairs" in out and "level" not in out
+    two = spec_file(tmp_path, hypotheses[2:], seeds=[0, 1])
+    assert undecidable_hypotheses(load_spec(two).hypotheses, expand(load_spec(two)), budget=None) == [
+        ("B is level with A", "2 pair(s): a bootstrap interval needs at least 3")]

@@ -9,7 +9,7 @@ import signal
 from vggnet.experiments.report import protocols_markdown, render_sweep, sweep_markdown
 from vggnet.experiments.spec import expand, load_spec
 from vggnet.experiments.sweep import run_sweep
-from vggnet.experiments.verdicts import verdicts_markdown
+from vggnet.experiments.verdicts import undecidable_hypotheses, verdicts_markdown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,15 @@ def run(args: argparse.Namespace) -> int:
         if stop and stopped < bound:
             line += f", {hours(stopped)} if early stopping ends runs at epoch {stop}"
         print(line)
+        # the power check is over every seed of the budget, not this sitting's
+        study = load_spec(args.spec, budget=args.budget, out=args.out) if args.seeds else spec
+        weak = undecidable_hypotheses(study.hypotheses, expand(study), budget=args.budget)
+        if weak:
+            noun = "hypothesis" if len(weak) == 1 else "hypotheses"
+            print(f"{len(weak)} pre-registered {noun} cannot be decided with the budget's {len(study.seeds)} seeds, "
+                  "whatever the runs show:")
+            for claim, why in weak:
+                print(f"  - {claim}: {why}")
         return 0
     signal.signal(signal.SIGTERM, _interrupt)
     result = run_sweep(spec, jobs=args.jobs, retry_failed=args.retry_failed)

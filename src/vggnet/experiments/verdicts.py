@@ -174,20 +174,68 @@ def differences(h: dict[str, Any], rows: list[dict[str, Any]], ensembles: dict[s
     if b_side is None:
         values = [_value(r, a_side.get("protocol", h.get("protocol")), metric) for r in a_rows]
         return [v - float(h["value"]) for v in values if v is not None]
+    out = []
+    for ra, rb in _pairs(a_side, b_side, a_rows, _side_rows(b_side, rows, ensembles)):
+        va = _value(ra, a_side.get("protocol", h.get("protocol")), metric)
+        vb = _value(rb, b_side.get("protocol", h.get("protocol")), metric)
+        if va is not None and vb is not None:
+            out.append(va - vb)
+    return out
+
+
+def _pairs(a_side: dict[str, Any], b_side: dict[str, Any], a_rows: list[dict[str, Any]],
+           b_rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each a run with its b partner: the same seed and the same value on every axis neither side names."""
     named = {k for side in (a_side, b_side) for k in side if k not in SIDE_KEYS}
-    b_rows = _side_rows(b_side, rows, ensembles)
     out = []
     for ra in a_rows:
         free = {k: str(v) for k, v in ra["key"].items() if k not in named}
         for rb in b_rows:
-            if rb["seed"] != ra["seed"] or any(str(rb["key"].get(k)) != v for k, v in free.items() if rb["key"]):
-                continue
-            va = _value(ra, a_side.get("protocol", h.get("protocol")), metric)
-            vb = _value(rb, b_side.get("protocol", h.get("protocol")), metric)
-            if va is not None and vb is not None:
-                out.append(va - vb)
-            break
+            if rb["seed"] == ra["seed"] and not any(str(rb["key"].get(k)) != v for k, v in free.items() if rb["key"]):
+                out.append((ra, rb))
+                break
     return out
+
+
+def planned_pairs(h: dict[str, Any], cells: list[Any]) -> int:
+    """How many pairs a hypothesis gets if every planned run (sweep cells: .key, .seed) finishes."""
+    seeds = {c.seed for c in cells}
+    if "ensemble" in h["a"] or "ensemble" in (h.get("b") or {}):
+        return len(seeds)  # one ensemble result per seed
+    rows = [{"key": c.key, "seed": c.seed, "status": "done"} for c in cells]
+    a_rows = _side_rows(h["a"], rows, {})
+    if "b" not in h:
+        return len(a_rows)
+    return len(_pairs(h["a"], h["b"], a_rows, _side_rows(h["b"], rows, {})))
+
+
+def undecidable(h: dict[str, Any], n: int) -> str | None:
+    """Why n pairs can never decide this hypothesis whatever the runs show, or None if they can."""
+    alpha = float(h.get("alpha", 0.05))
+    if h.get("test", "bootstrap") == "sign":
+        if 2.0 ** -n >= alpha:
+            return f"a sign test on {n} pairs cannot reach p < {alpha:g} (it needs {sign_pairs_needed(alpha)})"
+    elif n < MIN_BOOTSTRAP_N:
+        return f"{n} pair(s): a bootstrap interval needs at least {MIN_BOOTSTRAP_N}"
+    return None
+
+
+def undecidable_hypotheses(hypotheses: list[dict[str, Any]], cells: list[Any], *,
+                           budget: str | None) -> list[tuple[str, str]]:
+    """(claim, why) for each hypothesis that applies at this budget and that the planned runs
+    (`cells`, every seed) can never decide: checked before a sweep runs, not after."""
+    out = []
+    for h in hypotheses:
+        if applies(h, budget):
+            why = undecidable(h, planned_pairs(h, cells))
+            if why:
+                out.append((str(h.get("claim", "")), why))
+    return out
+
+
+def sign_pairs_needed(alpha: float) -> int:
+    """The fewest non-tied pairs with which a one-sided sign test can reach p < alpha."""
+    return math.floor(math.log2(1.0 / alpha)) + 1
 
 
 def decide(h: dict[str, Any], diffs: list[float]) -> Verdict:
