@@ -213,7 +213,7 @@ def undecidable(h: dict[str, Any], n: int) -> str | None:
     """Why n pairs can never decide this hypothesis whatever the runs show, or None if they can."""
     alpha = float(h.get("alpha", 0.05))
     if h.get("test", "bootstrap") == "sign":
-        if 2.0 ** -n >= alpha:
+        if _sign_too_few(n, alpha):
             return f"a sign test on {n} pairs cannot reach p < {alpha:g} (it needs {sign_pairs_needed(alpha)})"
     elif n < MIN_BOOTSTRAP_N:
         return f"{n} pair(s): a bootstrap interval needs at least {MIN_BOOTSTRAP_N}"
@@ -231,6 +231,12 @@ def undecidable_hypotheses(hypotheses: list[dict[str, Any]], cells: list[Any], *
             if why:
                 out.append((str(h.get("claim", "")), why))
     return out
+
+
+def _sign_too_few(n: int, alpha: float) -> bool:
+    """Whether n non-tied pairs are too few for a one-sided sign test to reach p < alpha (its
+    smallest p is 2^-n)."""
+    return 2.0 ** -n >= alpha
 
 
 def sign_pairs_needed(alpha: float) -> int:
@@ -260,10 +266,10 @@ def decide(h: dict[str, Any], diffs: list[float]) -> Verdict:
             verdict = "does not"
         else:
             verdict = "unresolved"
-            if 2.0 ** -(towards + against) >= alpha:
+            if _sign_too_few(towards + against, alpha):
                 note = f"{towards + against} non-tied pairs cannot reach p < {alpha}"
-    elif len(diffs) < MIN_BOOTSTRAP_N:
-        verdict, note = "unresolved", f"{len(diffs)} pair(s): a bootstrap interval needs at least {MIN_BOOTSTRAP_N}"
+    elif (why := undecidable(h, len(diffs))) is not None:
+        verdict, note = "unresolved", why
     elif expect == "same":
         verdict = ("reproduces" if -t < low and high < t else
                    "does not" if low >= t or high <= -t else "unresolved")
