@@ -24,7 +24,7 @@ from vggnet.train import trainer as T
 
 ROOT = Path(__file__).resolve().parents[1]
 DECAYS = (0.99, 0.995, 0.998, 0.999)  # 211 steps per epoch: time constants of 0.5 to 5 epochs
-SWA_FROM = (12, 14)  # 0-based epochs of 16: the last 4 and the last 2
+SWA_FROM = (13, 15)  # epochs of 16, counted from 1: the last 4 and the last 2
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = config.load(ROOT / "configs/fashion-mnist/default.yaml",
                       [f"seed={args.seed}", "train.progress=false", *args.overrides])
-    averages: dict[str, AveragedModel] = {}
+    averages: dict[str, tuple[AveragedModel, int]] = {}  # name -> (average, first epoch it takes in)
     result: dict = {"seed": args.seed, "config": "configs/fashion-mnist/default.yaml"}
     train_step, finish = T.Trainer.train_step, T.Trainer.finish
 
@@ -44,11 +44,12 @@ def main() -> None:
         out = train_step(self, x, y)
         if not averages:
             for d in DECAYS:
-                averages[f"ema{d}"] = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
+                ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
+                averages[f"ema{d}"] = (ema, 1)
             for e in SWA_FROM:
-                averages[f"swa_from_epoch{e + 1}"] = AveragedModel(self.model, use_buffers=True)
-        for name, avg in averages.items():
-            if name.startswith("ema") or self.epoch + 1 >= int(name.rsplit("epoch", 1)[1]):
+                averages[f"swa_from_epoch{e}"] = (AveragedModel(self.model, use_buffers=True), e)
+        for avg, first in averages.values():
+            if self.epoch + 1 >= first:
                 avg.update_parameters(self.model)
         return out
 
@@ -59,7 +60,7 @@ def main() -> None:
 
     def scored_finish(self):
         result["final"] = score(self, self.model)
-        result.update({name: score(self, avg.module) for name, avg in averages.items()})
+        result.update({name: score(self, avg.module) for name, (avg, _) in averages.items()})
         return finish(self)
 
     T.Trainer.train_step, T.Trainer.finish = step, scored_finish
