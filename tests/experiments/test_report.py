@@ -78,3 +78,16 @@ def test_study_plot_puts_runs_that_never_learned_off_the_scale(monkeypatch):
     assert seen["ceiling"] is None  # every run learned: the axis spans them all
     report.study_plot({}, learned + [row("B-5x5", 0, 0.093)])
     assert 10.0 < seen["ceiling"] < 90.7  # the learned cells fill the axis, B-5x5's 90.7% sits above it
+
+
+def test_study_plot_labels_name_only_the_axes_that_vary(monkeypatch):
+    from vggnet.experiments import report
+
+    seen = {}
+    monkeypatch.setattr(report.plots, "cell_points", lambda cells, ceiling=None: seen.update(cells=cells) or b"")
+    rows = [{"key": {"model.name": name, "norm": norm, "train.batch_size": 128}, "seed": 0, "status": "done",
+             "test_top1": 0.9, "num_classes": 10, "wall_s": 1.0} for name in ("A", "E") for norm in ("none", "bn")]
+    report.study_plot({}, rows)
+    assert [c[0] for c in seen["cells"]] == ["A, none", "A, bn", "E, none", "E, bn"]  # batch 128 is in every cell
+    report.study_plot({}, rows[:1])
+    assert seen["cells"][0][0] == "A, none, 128"  # a single cell keeps its whole key

@@ -170,11 +170,15 @@ def _confusion_section(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
 def study_plot(spec: dict[str, Any], rows: list[dict[str, Any]]) -> bytes:
     """The study's plot: test top-1 error % per cell, every seed a dot, with the mean's seeded
     95% bootstrap interval (PNG bytes); runs that never learned are marked off the scale."""
-    cells = []
-    for stats in cell_stats(rows):
+    cells, stats_list = [], cell_stats(rows)
+    # a label names only the axes that vary (a budget that fixes one, e.g. batch 128, would crowd it)
+    varies = {axis for axis in {a for s in stats_list for a in s["key"]}
+              if len({str(s["key"].get(axis)) for s in stats_list}) > 1}
+    for stats in stats_list:
         errors = [100.0 * (1.0 - a) for a in stats["accs"]]
         interval = bootstrap_interval(errors) if len(errors) > 1 else None
-        cells.append((", ".join(str(v) for v in stats["key"].values()) or "all", errors, interval))
+        label = ", ".join(str(v) for a, v in stats["key"].items() if a in varies or len(stats_list) == 1)
+        cells.append((label or "all", errors, interval))
     done = [r for r in rows if r["status"] == "done" and r.get("test_top1") is not None]
     learned = [100.0 * (1.0 - r["test_top1"]) for r in done if not never_learned(r["test_top1"], r.get("num_classes"))]
     ceiling = None  # runs that never learned go off the scale, so the learned cells' differences show
