@@ -138,6 +138,7 @@ def test_seed001_batch_curve_is_the_notes_curve_on_the_full_data():
 @pytest.mark.parametrize("name, budget, seeds, measured_min", [  # --jobs 2 on 2 cores
     ("init", "small", None, 6.3), ("paper_ablations", "small", None, 21.0),  # docs/RESULTS.md
     ("paper_ablations", "medium", [0], 92.0),  # the pilot's seed (RESULTS.md 3b; the lr rule then differed)
+    ("seed001", "medium", [0], 63.0),  # one sitting (RESULTS.md 1b)
     ("loc_ablations", "small", [0], 4.75)])  # one seed, measured for the estimate (estimate.py)
 def test_estimate_matches_the_measured_wall_time(name, budget, seeds, measured_min):
     from vggnet.experiments.estimate import estimate
