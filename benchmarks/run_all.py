@@ -16,6 +16,7 @@ HERE = Path(__file__).parent
 SCRIPTS = [
     ["bench_data.py"],
     ["bench_train.py", "--time-to-accuracy"],
+    ["bench_allocator.py"],
     ["bench_eval.py"],
     ["bench_health.py"],
     ["bench_memory.py"],

@@ -27,8 +27,8 @@ from vggnet.train import checkpoint, distributed, health, resources, rundir
 from vggnet.config import RunConfig, dump
 from vggnet.train.resumable import Resumable
 from vggnet.train.runinfo import run_info
-from vggnet.train.runtime import (Interrupt, default_out_dir, make_model, make_optimizer, preprocessing,
-                                  render_report)
+from vggnet.train.runtime import (Interrupt, default_out_dir, keep_freed_memory, make_model, make_optimizer,
+                                  preprocessing, render_report)
 from vggnet.train.schedule import PlateauState, lr_at
 
 MAX_ROLLBACKS = 3
@@ -55,6 +55,8 @@ class Trainer(Resumable):
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not cfg.deterministic
             torch.backends.cuda.matmul.allow_tf32 = True
