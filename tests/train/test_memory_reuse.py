@@ -7,10 +7,9 @@ import sys
 import pytest
 
 PROGRAM = """
-import resource, sys, torch
+import resource, torch
 from vggnet.train.runtime import keep_freed_memory
-if sys.argv[1] == "on":
-    assert keep_freed_memory()
+assert keep_freed_memory()
 def step():
     activations = [torch.ones(1 << 22) for _ in range(8)]  # 8 x 16 MiB, freed together
     del activations
@@ -23,13 +22,13 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
 """
 
 
-def faults_per_step(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", PROGRAM, mode], capture_output=True, text=True, check=True)
+def faults_per_step() -> float:
+    out = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, check=True)
     return float(out.stdout)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_freed_activations_are_reused_not_faulted_back_in():
-    # 128 MiB a step is 32,768 pages. glibc alone faults all of them back in on most runs
-    # (its adaptive threshold sometimes settles, so "off" is not asserted); kept, none
-    assert faults_per_step("on") < 100
+    # 128 MiB a step is 32,768 pages. Without keep_freed_memory glibc faults all of them back
+    # in on most runs (its adaptive threshold sometimes settles, so that is not asserted)
+    assert faults_per_step() < 100
