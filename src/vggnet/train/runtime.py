@@ -58,8 +58,8 @@ def keep_freed_memory() -> bool:
     activations come back as fresh pages: thousands of page faults a step, which both cores
     then wait on. The PyTorch CPU tuning guide's answer is another allocator (jemalloc,
     tcmalloc); glibc's own knobs give the same here: blocks up to 32 MiB (its maximum) from the
-    heap, and no trimming. Peak memory is unchanged; the process keeps its peak until it
-    exits. Linux with glibc only; elsewhere nothing changes. True when applied."""
+    heap, and no trimming. The peak barely moves (the default run: 1.30 GB against 1.18-1.28
+    GB); the process keeps it until it exits. Linux with glibc only; elsewhere nothing changes. True when applied."""
     if not sys.platform.startswith("linux"):
         return False
     try:
