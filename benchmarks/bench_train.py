@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import platform
 import statistics
 import tempfile
@@ -176,6 +177,13 @@ def plain_curve(epochs: int, batch: int = 256, lr: float = 0.1, seed: int = 0) -
     return history
 
 
+def in_own_process(fn, *args, **kwargs):
+    """One curve in a fresh process: vggnet's CPU runs change process-wide settings (glibc's
+    mallopt, vggnet.train.runtime.keep_freed_memory), which the plain loop must not inherit."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args, kwargs)
+
+
 def time_to_accuracy(target: float, overrides: list[str], epochs: int, seeds: list[int],
                      plain_seeds: list[int]) -> dict:
     """Both loops in one run, the same epoch budget, seed by seed (interleaved, so both see the
@@ -183,9 +191,9 @@ def time_to_accuracy(target: float, overrides: list[str], epochs: int, seeds: li
     curves: dict[str, list[list[dict]]] = {"vggnet": [], "plain": []}
     for seed in sorted(set(seeds) | set(plain_seeds)):
         if seed in seeds:
-            curves["vggnet"].append(vggnet_curve([f"train.epochs={epochs}", f"seed={seed}", *overrides]))
+            curves["vggnet"].append(in_own_process(vggnet_curve, [f"train.epochs={epochs}", f"seed={seed}", *overrides]))
         if seed in plain_seeds:
-            curves["plain"].append(plain_curve(epochs, seed=seed))
+            curves["plain"].append(in_own_process(plain_curve, epochs, seed=seed))
     reached = {name: [next((h["wall_s"] for h in hist if h["test_top1_flip"] >= target), None) for hist in runs]
                for name, runs in curves.items()}
     return {"target": target, "epochs": epochs, "seeds": seeds, "plain_seeds": plain_seeds, "overrides": overrides,
