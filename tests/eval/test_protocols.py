@@ -175,6 +175,20 @@ def test_evaluate_returns_the_eval_json_dict(model, cfg, ds, stats, tmp_path):
     assert json.loads(path.read_text())["protocols"]["dense"]["n"] == 20
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_evaluate_runs_channels_last_and_restores_the_layout(model, cfg, ds, stats, layout):
+    model.to(memory_format=layout)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prep = Preprocessing.from_config(cfg, stats, 3)
+    expected = P.dense(model.eval(), ds.test.images[:16], prep)
+    result = P.evaluate(model, ds, cfg, stats, protocols=("dense",), limit=16)
+    assert result["protocols"]["dense"]["top1_error"] == pytest.approx(
+        float((expected.argmax(1) != ds.test.labels[:16]).float().mean()))
+    convs = [p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=layout) for p in convs)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_fusion_reuses_multi_scale_and_multi_crop(model, cfg, ds, stats):
     both = P.evaluate(model, ds, cfg, stats, protocols=("multi_scale", "multi_crop", "fusion"), limit=16)
     alone = P.evaluate(model, ds, cfg, stats, protocols=("fusion",), limit=16)

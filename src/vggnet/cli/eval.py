@@ -12,8 +12,9 @@ from typing import Any
 from vggnet.data import sources
 from vggnet.errors import ConfigError
 from vggnet.eval import runs
-from vggnet.eval.protocols import PROTOCOLS, evaluate_models, write_eval
+from vggnet.eval.protocols import PROTOCOLS, evaluate_models, resolve_device, write_eval
 from vggnet.model.vgg import describe
+from vggnet.train.runtime import keep_freed_memory
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = first.cfg
     protocols = args.protocol or cfg.eval.protocols
     ds = sources.get(cfg.data, seed=cfg.seed)
+    if resolve_device(args.device).type == "cpu":
+        keep_freed_memory()  # as in training: multi-crop's views otherwise fault their memory in afresh
     result = evaluate_models([(x.model, x.prep) for x in loaded], ds, split=args.split, protocols=protocols,
                              scales=args.scales or cfg.eval.scales, device=args.device, limit=args.limit,
                              batch_size=args.batch_size or cfg.eval.batch_size)
