@@ -248,7 +248,7 @@ def time_to_accuracy_table(result: dict) -> list[str]:
     lines = [f"### Time to {target:.1f}% Fashion-MNIST test accuracy, {result['epochs']} epochs each (vggnet seeds "
              f"{', '.join(map(str, result['seeds']))}; plain loop seeds {', '.join(map(str, result['plain_seeds']))})",
              "", "Dense is the image and its mirror; multi-crop is the paper's 5x5 grid of shifted crops and their "
-             f"mirrors at Q = 32 (50 views), scored at epochs whose dense accuracy is at least "
+             f"mirrors at Q = the image size (50 views), scored at epochs whose dense accuracy is at least "
              f"{100 * result.get('multi_crop_from', 1.0):.1f}%.", "",
              f"| loop, protocol | minutes to {target:.1f}%, per seed | mean ± sd | final accuracy %, per seed "
              "| mean ± sd | minutes of training |", "|---|---|---:|---|---:|---:|"]

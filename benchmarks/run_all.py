@@ -18,6 +18,7 @@ SCRIPTS = [
     ["bench_train.py", "--time-to-accuracy"],
     ["bench_allocator.py"],
     ["bench_eval.py"],
+    ["bench_eval_layout.py"],
     ["bench_health.py"],
     ["bench_memory.py"],
 ]

@@ -223,7 +223,7 @@ def evaluate_models(members: Sequence[tuple[VGG, Preprocessing]], ds: Any, *, sp
                     amp: bool | None = None) -> dict[str, Any]:
     """:func:`evaluate` for one model or an ensemble (rows then named "ensemble:<protocol>").
     Models are moved to ``device``, set to eval mode and stored channels-last for the call (oneDNN
-    and cuDNN convolve that layout fastest: dense 1.5x, multi-crop 1.9x on a CPU), then restored."""
+    and cuDNN convolve that layout fastest: dense 1.5x, multi-crop 1.4x on a CPU), then restored."""
     names = check_protocols(protocols, len(members))
     if split not in ("train", "val", "test"):
         raise ConfigError(f"split must be train, val or test, got {split!r}")
