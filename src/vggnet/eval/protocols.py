@@ -212,9 +212,9 @@ def evaluate(model: VGG, ds: Any, cfg: RunConfig, stats: A.Stats, *, split: str 
 
 def _memory_format(model: VGG) -> torch.memory_format:
     """channels_last when any 4-D weight is stored that way (a 1-channel input's filters fit both)."""
-    convs = [p for p in model.parameters() if p.dim() == 4]
-    return (torch.channels_last if any(not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
-                                       for p in convs) else torch.contiguous_format)
+    nhwc = any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters())
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 def evaluate_models(members: Sequence[tuple[VGG, Preprocessing]], ds: Any, *, split: str = "test",
