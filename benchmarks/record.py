@@ -78,7 +78,7 @@ def train(seed: int, run: Path, overrides: list[str]) -> dict:
 
 
 def export(seed: int, run: Path, facts: dict, results: Path) -> dict:
-    epochs, _ = read_metrics(run)
+    epochs = [e for e in read_metrics(run)[0] if "health" not in e]  # the health monitor's snapshots aside
     protocols = read_json(run / "eval.json").get("protocols") or {}
     row = {"config": CONFIG, "seed": seed,
            "test": {p: {k: protocols[p][k] for k in ("top1_error", "top5_error")} for p in PROTOCOLS if p in protocols},

@@ -26,6 +26,7 @@ def _finished_run(root: Path, seed: int, dense_error: float) -> Path:
     run = root / f"record-s{seed}"
     run.mkdir(parents=True)
     lines = [{"epoch": 1, "val_top1": 0.90, "wall_s": 60.0}, {"event": "health", "step": 3},
+             {"epoch": 2, "step": 3, "health": {"features.0": {"dead": 0.0}}},
              {"epoch": 2, "val_top1": 0.956, "wall_s": 120.0}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     protocols = {"dense": {"top1_error": dense_error, "top5_error": 0.001},
@@ -43,7 +44,7 @@ def test_a_finished_run_is_exported_with_its_memory_and_wall_clock_not_retrained
     row = json.loads((tmp_path / "record_seed1.json").read_text())
     assert row["peak_rss_kb"] == 1423116 and row["wall_clock"] == "44:02.37"
     assert row["started"] == "2026-12-07T11:01:30Z" and row["test"]["dense"]["top1_error"] == 0.050
-    assert [e["epoch"] for e in row["epochs"]] == [1, 2]  # health events are not epochs
+    assert [e["epoch"] for e in row["epochs"]] == [1, 2]  # health events and snapshots are not epochs
 
     record.summary(tmp_path)
     out = capsys.readouterr().out
