@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -64,7 +63,7 @@ def train(seed: int, run: Path, overrides: list[str]) -> dict:
         return facts
     if run.exists():
         sys.exit(f"{run} holds an unfinished run (or one without its .time file): delete it to rerun seed {seed}")
-    if not shutil.which("time") and not Path("/usr/bin/time").is_file():
+    if not Path("/usr/bin/time").is_file():
         sys.exit("needs GNU time (/usr/bin/time) for the peak memory: apt install time")
     facts = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "load_at_start": round(os.getloadavg()[0], 2), "machine": machine()}
@@ -72,7 +71,8 @@ def train(seed: int, run: Path, overrides: list[str]) -> dict:
            str(ROOT / CONFIG), "--set", f"seed={seed}", "--set", "train.progress=false", "--out", str(run),
            *[a for o in overrides for a in ("--set", o)]]
     print(f"seed {seed}: {' '.join(cmd[4:])}", flush=True)
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode:
+        sys.exit(f"seed {seed}: training failed (its output is above); {run} is kept for a look")
     run.with_suffix(".json").write_text(json.dumps(facts))
     return facts
 
