@@ -35,12 +35,16 @@ from vggnet.config import DataConfig
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor() or "unknown CPU"
+
+
+def machine() -> str:
+    cpu = cpu_name()
     load = ", load average {:.1f} at start (a shared machine lowers both columns)".format(os.getloadavg()[0])
     return (f"{cpu}, {os.cpu_count()} cores{load}, {platform.system()} {platform.release()}; Python {platform.python_version()}, "
             f"torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {PIL.__version__}")

@@ -8,7 +8,7 @@ A finished run is exported, not trained again: delete runs/record-s<N> (and its 
 rerun that seed. An unfinished one is resumed by `vggnet train`, so its time would be wrong:
 the script refuses it.
 
-    python benchmarks/record.py --seeds 0 1 2     # about 58 min a seed on 2 CPU cores
+    python benchmarks/record.py --seeds 0 1 2     # 40-56 min a seed on 2 CPU cores
     python benchmarks/record.py                   # only the summary of what results/ holds
     python benchmarks/record.py --seeds 0 --set train.epochs=1 --set data.subset=600 --set eval.limit=200 \\
         --runs /tmp/rec --results /tmp/rec        # a smoke run
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from bench_data import cpu_name
 from vggnet.report.rundir import read_json, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +38,7 @@ PROTOCOLS = ("dense", "centre")
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{os.cpu_count()} CPUs ({cpu_name()}), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def read_time(path: Path) -> dict:
@@ -100,8 +94,8 @@ def summary(results: Path) -> None:
     print("| seed | dense % | centre % | best val % | minutes of training | val first >= target at (min) | "
           "wall clock | peak RSS |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        acc = {p: 100 * (1 - r["test"][p]["top1_error"]) for p in PROTOCOLS if p in r["test"]}
+    accs = [{p: 100 * (1 - r["test"][p]["top1_error"]) for p in PROTOCOLS if p in r["test"]} for r in rows]
+    for r, acc in zip(rows, accs):
         vals = [e["val_top1"] for e in r["epochs"] if e.get("val_top1") is not None]
         rss = r.get("peak_rss_kb")
         print(f"| {r['seed']} | {acc.get('dense', float('nan')):.2f} | {acc.get('centre', float('nan')):.2f} | "
@@ -109,13 +103,12 @@ def summary(results: Path) -> None:
               f"{minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached'} | {r.get('wall_clock')} | "
               f"{'' if rss is None else f'{rss / 1e6:.2f} GB'} |")
     for p in PROTOCOLS:
-        accs = [100 * (1 - r["test"][p]["top1_error"]) for r in rows if p in r["test"]]
-        if accs:
-            sd = f"{statistics.stdev(accs):.2f}" if len(accs) > 1 else "–"
-            print(f"{p}: mean {statistics.mean(accs):.2f}% ± {sd} (sample sd, n = {len(accs)}, "
-                  f"range {min(accs):.2f}-{max(accs):.2f}); target {TARGET}%: "
-                  f"{'met' if len(accs) >= 3 and statistics.mean(accs) >= TARGET else 'not met'}")
-
+        xs = [acc[p] for acc in accs if p in acc]
+        if xs:
+            sd = f"{statistics.stdev(xs):.2f}" if len(xs) > 1 else "–"
+            print(f"{p}: mean {statistics.mean(xs):.2f}% ± {sd} (sample sd, n = {len(xs)}, "
+                  f"range {min(xs):.2f}-{max(xs):.2f}); target {TARGET}%: "
+                  f"{'met' if len(xs) >= 3 and statistics.mean(xs) >= TARGET else 'not met'}")
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
