@@ -8,7 +8,7 @@ A finished run is exported, not trained again: delete runs/record-s<N> (and its 
 rerun that seed. An unfinished one is resumed by `vggnet train`, so its time would be wrong:
 the script refuses it.
 
-    python benchmarks/record.py --seeds 0 1 2     # 40-56 min a seed on 2 CPU cores
+    python benchmarks/record.py --seeds 0 1 2     # about an hour a seed on 2 CPU cores
     python benchmarks/record.py                   # only the summary of what results/ holds
     python benchmarks/record.py --seeds 0 --set train.epochs=1 --set data.subset=600 --set eval.limit=200 \\
         --runs /tmp/rec --results /tmp/rec        # a smoke run
@@ -91,14 +91,15 @@ def summary(results: Path) -> None:
     if not rows:
         print(f"no record_seed*.json in {results}")
         return
-    print("| seed | dense % | centre % | best val % | minutes of training | val first >= target at (min) | "
+    print("| seed | epochs | dense % | centre % | best val % | minutes of training | val first >= target at (min) | "
           "wall clock | peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     accs = [{p: 100 * (1 - r["test"][p]["top1_error"]) for p in PROTOCOLS if p in r["test"]} for r in rows]
     for r, acc in zip(rows, accs):
         vals = [e["val_top1"] for e in r["epochs"] if e.get("val_top1") is not None]
         rss = r.get("peak_rss_kb")
-        print(f"| {r['seed']} | {acc.get('dense', float('nan')):.2f} | {acc.get('centre', float('nan')):.2f} | "
+        print(f"| {r['seed']} | {r['epochs'][-1]['epoch']} | {acc.get('dense', float('nan')):.2f} | "
+              f"{acc.get('centre', float('nan')):.2f} | "
               f"{100 * max(vals, default=float('nan')):.2f} | {r['epochs'][-1]['wall_s'] / 60:.1f} | "
               f"{minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached'} | {r.get('wall_clock')} | "
               f"{'' if rss is None else f'{rss / 1e6:.2f} GB'} |")

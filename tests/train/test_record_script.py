@@ -48,7 +48,7 @@ def test_a_finished_run_is_exported_with_its_memory_and_wall_clock_not_retrained
 
     record.summary(tmp_path)
     out = capsys.readouterr().out
-    assert "| 1 | 95.00 | 94.80 | 95.60 | 2.0 | 2.0 | 44:02.37 | 1.42 GB |" in out
+    assert "| 1 | 2 | 95.00 | 94.80 | 95.60 | 2.0 | 2.0 | 44:02.37 | 1.42 GB |" in out
     assert "dense: mean 95.20% ± 0.28 (sample sd, n = 2, range 95.00-95.40)" in out
     assert "not met" in out  # two seeds decide nothing, whatever their mean
 
