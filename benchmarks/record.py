@@ -97,10 +97,10 @@ def summary(results: Path) -> None:
     accs = [{p: 100 * (1 - r["test"][p]["top1_error"]) for p in PROTOCOLS if p in r["test"]} for r in rows]
     for r, acc in zip(rows, accs):
         vals = [e["val_top1"] for e in r["epochs"] if e.get("val_top1") is not None]
-        rss = r.get("peak_rss_kb")
-        print(f"| {r['seed']} | {r['epochs'][-1]['epoch']} | {acc.get('dense', float('nan')):.2f} | "
+        rss, last = r.get("peak_rss_kb"), r["epochs"][-1]
+        print(f"| {r['seed']} | {last['epoch']} | {acc.get('dense', float('nan')):.2f} | "
               f"{acc.get('centre', float('nan')):.2f} | "
-              f"{100 * max(vals, default=float('nan')):.2f} | {r['epochs'][-1]['wall_s'] / 60:.1f} | "
+              f"{100 * max(vals, default=float('nan')):.2f} | {last['wall_s'] / 60:.1f} | "
               f"{minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached'} | {r.get('wall_clock')} | "
               f"{'' if rss is None else f'{rss / 1e6:.2f} GB'} |")
     for p in PROTOCOLS:
@@ -110,6 +110,7 @@ def summary(results: Path) -> None:
             print(f"{p}: mean {statistics.mean(xs):.2f}% ± {sd} (sample sd, n = {len(xs)}, "
                   f"range {min(xs):.2f}-{max(xs):.2f}); target {TARGET}%: "
                   f"{'met' if len(xs) >= 3 and statistics.mean(xs) >= TARGET else 'not met'}")
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
