@@ -17,7 +17,6 @@ import argparse
 import gzip
 import json
 import multiprocessing
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ import torchvision
 from torch import nn
 from torchvision import transforms as T
 
+from bench_data import cpu_name
 from vggnet import config
 from vggnet.train.trainer import Trainer, fit
 
@@ -209,7 +209,7 @@ def time_to_accuracy(target: float, overrides: list[str], epochs: int, seeds: li
     return {"target": target, "epochs": epochs, "seeds": seeds, "plain_seeds": plain_seeds, "overrides": overrides,
             "multi_crop_from": target - multi_crop_within, "reached_at_s": reached, "curves": curves,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": platform.processor() or platform.machine()}
+            "machine": cpu_name()}
 
 
 def plot_curves(result: dict, path: Path) -> None:
@@ -295,7 +295,7 @@ def main() -> None:
              vggnet_rate(["train.health_every=100"], args.steps)),
         ]
         base = rows[0][1]
-        lines = [f"### Training throughput, Fashion-MNIST, batch {BATCH} ({platform.processor() or platform.machine()}, "
+        lines = [f"### Training throughput, Fashion-MNIST, batch {BATCH} ({cpu_name()}, "
                  f"{torch.get_num_threads()} threads, torch {torch.__version__})", "",
                  "| loop | images/s (median) | ratio |", "|---|---:|---:|"]
         lines += [f"| {name} | {rate:.0f} | {rate / base:.2f}x |" for name, rate in rows]
