@@ -34,7 +34,7 @@ from vggnet.report.rundir import read_json, read_metrics
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/fashion-mnist/record.yaml"
 TARGET = 95.5  # % test accuracy, dense protocol (the bar; 95.47% is VGG8B, Nøkland & Eidnes 2019)
-PROTOCOLS = ("dense", "centre")
+PROTOCOLS = ("dense", "centre", "multi_crop")  # multi_crop when `vggnet eval RUN --protocol multi_crop` added it
 
 
 def machine() -> str:
@@ -91,15 +91,14 @@ def summary(results: Path) -> None:
     if not rows:
         print(f"no record_seed*.json in {results}")
         return
-    print("| seed | epochs | dense % | centre % | best val % | minutes of training | val first >= target at (min) | "
-          "wall clock | peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| seed | epochs | {' | '.join(f'{p} %' for p in PROTOCOLS)} | best val % | minutes of training | "
+          "val first >= target at (min) | wall clock | peak RSS |")
+    print("|---|---:|" + "---:|" * (len(PROTOCOLS) + 5))
     accs = [{p: 100 * (1 - r["test"][p]["top1_error"]) for p in PROTOCOLS if p in r["test"]} for r in rows]
     for r, acc in zip(rows, accs):
         vals = [e["val_top1"] for e in r["epochs"] if e.get("val_top1") is not None]
         rss, last = r.get("peak_rss_kb"), r["epochs"][-1]
-        print(f"| {r['seed']} | {last['epoch']} | {acc.get('dense', float('nan')):.2f} | "
-              f"{acc.get('centre', float('nan')):.2f} | "
+        print(f"| {r['seed']} | {last['epoch']} | {' | '.join(f'{acc[p]:.2f}' if p in acc else '–' for p in PROTOCOLS)} | "
               f"{100 * max(vals, default=float('nan')):.2f} | {last['wall_s'] / 60:.1f} | "
               f"{minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached'} | {r.get('wall_clock')} | "
               f"{'' if rss is None else f'{rss / 1e6:.2f} GB'} |")

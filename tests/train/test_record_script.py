@@ -22,7 +22,7 @@ GNU_TIME = """\tCommand being timed: "python -m vggnet train -c configs/fashion-
 """
 
 
-def _finished_run(root: Path, seed: int, dense_error: float) -> Path:
+def _finished_run(root: Path, seed: int, dense_error: float, multi_crop_error: float | None = None) -> Path:
     run = root / f"record-s{seed}"
     run.mkdir(parents=True)
     lines = [{"epoch": 1, "val_top1": 0.90, "wall_s": 60.0}, {"event": "health", "step": 3},
@@ -31,6 +31,8 @@ def _finished_run(root: Path, seed: int, dense_error: float) -> Path:
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     protocols = {"dense": {"top1_error": dense_error, "top5_error": 0.001},
                  "centre": {"top1_error": dense_error + 0.002, "top5_error": 0.001}}
+    if multi_crop_error is not None:  # what `vggnet eval RUN --protocol multi_crop` adds
+        protocols["multi_crop"] = {"top1_error": multi_crop_error, "top5_error": 0.001}
     (run / "eval.json").write_text(json.dumps({"split": "test", "n": 10000, "protocols": protocols}))
     run.with_suffix(".time").write_text(GNU_TIME)
     run.with_suffix(".json").write_text(json.dumps({"started": "2026-12-07T11:01:30Z", "load_at_start": 0.75}))
@@ -38,8 +40,8 @@ def _finished_run(root: Path, seed: int, dense_error: float) -> Path:
 
 
 def test_a_finished_run_is_exported_with_its_memory_and_wall_clock_not_retrained(tmp_path, capsys):
-    for seed, error in ((1, 0.050), (2, 0.046)):
-        run = _finished_run(tmp_path / "runs", seed, error)
+    for seed, error, multi_crop in ((1, 0.050, None), (2, 0.046, 0.044)):
+        run = _finished_run(tmp_path / "runs", seed, error, multi_crop)
         record.export(seed, run, record.train(seed, run, []), tmp_path)
     row = json.loads((tmp_path / "record_seed1.json").read_text())
     assert row["peak_rss_kb"] == 1423116 and row["wall_clock"] == "44:02.37"
@@ -48,7 +50,11 @@ def test_a_finished_run_is_exported_with_its_memory_and_wall_clock_not_retrained
 
     record.summary(tmp_path)
     out = capsys.readouterr().out
-    assert "| 1 | 2 | 95.00 | 94.80 | 95.60 | 2.0 | 2.0 | 44:02.37 | 1.42 GB |" in out
+    header, rule = out.splitlines()[:2]
+    assert rule.count("|") == header.count("|")
+    assert "| 1 | 2 | 95.00 | 94.80 | – | 95.60 | 2.0 | 2.0 | 44:02.37 | 1.42 GB |" in out
+    assert "| 2 | 2 | 95.40 | 95.20 | 95.60 | 95.60 |" in out
+    assert "multi_crop: mean 95.60% ± – (sample sd, n = 1" in out
     assert "dense: mean 95.20% ± 0.28 (sample sd, n = 2, range 95.00-95.40)" in out
     assert "not met" in out  # two seeds decide nothing, whatever their mean
 
