@@ -25,6 +25,7 @@ GNU_TIME = """\tCommand being timed: "python -m vggnet train -c configs/fashion-
 def _finished_run(root: Path, seed: int, dense_error: float, multi_crop_error: float | None = None) -> Path:
     run = root / f"record-s{seed}"
     run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"model:\n  width: 0.5\ntrain:\n  epochs: 2\nseed: {seed}\n")
     lines = [{"epoch": 1, "val_top1": 0.90, "wall_s": 60.0}, {"event": "health", "step": 3},
              {"epoch": 2, "step": 3, "health": {"features.0": {"dead": 0.0}}},
              {"epoch": 2, "val_top1": 0.956, "wall_s": 120.0}]
@@ -47,6 +48,7 @@ def test_a_finished_run_is_exported_with_its_memory_and_wall_clock_not_retrained
     assert row["peak_rss_kb"] == 1423116 and row["wall_clock"] == "44:02.37"
     assert row["started"] == "2026-12-07T11:01:30Z" and row["test"]["dense"]["top1_error"] == 0.050
     assert [e["epoch"] for e in row["epochs"]] == [1, 2]  # health events and snapshots are not epochs
+    assert row["run_config"] == {"model": {"width": 0.5}, "train": {"epochs": 2}, "seed": 1}  # what ran, overrides too
 
     record.summary(tmp_path)
     out = capsys.readouterr().out
