@@ -1,8 +1,8 @@
 """The record preset over seeds (BENCHMARKS.md, "The record preset"). Each seed is one
 `vggnet train -c configs/fashion-mnist/record.yaml --set seed=N` under GNU `/usr/bin/time -v`
-(peak resident memory, wall clock); run it with nothing else beside it. Its per-epoch figures and
-test errors go to benchmarks/results/record_seed<N>.json. Then the mean and spread of every seed
-in results/ are printed, with the minutes each seed took to reach the target.
+(peak resident memory, wall clock); run it with nothing else beside it. Its per-epoch figures,
+test errors and resolved config go to benchmarks/results/record_seed<N>.json. Then the mean and
+spread of every seed in results/ are printed, with the minutes each seed took to reach the target.
 
 A finished run is exported, not trained again: delete runs/record-s<N> (and its .time file) to
 rerun that seed. An unfinished one is resumed by `vggnet train`, so its time would be wrong:
