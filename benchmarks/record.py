@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from bench_data import cpu_name
-from vggnet.report.rundir import read_json, read_metrics
+from vggnet.report.rundir import read_config, read_json, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "configs/fashion-mnist/record.yaml"
@@ -75,9 +74,7 @@ def train(seed: int, run: Path, overrides: list[str]) -> dict:
 def export(seed: int, run: Path, facts: dict, results: Path) -> dict:
     epochs = [e for e in read_metrics(run)[0] if "health" not in e]  # the health monitor's snapshots aside
     protocols = read_json(run / "eval.json").get("protocols") or {}
-    resolved = run / "config.yaml"  # the run's whole config, --set overrides included
-    row = {"config": CONFIG, "seed": seed,
-           "run_config": yaml.safe_load(resolved.read_text()) if resolved.is_file() else None,
+    row = {"config": CONFIG, "seed": seed, "run_config": read_config(run),  # what ran, --set overrides included
            "test": {p: {k: protocols[p][k] for k in ("top1_error", "top5_error")} for p in PROTOCOLS if p in protocols},
            "epochs": epochs, **read_time(run.with_suffix(".time")), **facts}
     (results / f"record_seed{seed}.json").write_text(json.dumps(row, indent=1) + "\n")
