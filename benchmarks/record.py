@@ -99,7 +99,7 @@ def summary(results: Path) -> None:
         vals = [e["val_top1"] for e in r["epochs"] if e.get("val_top1") is not None]
         rss, last = r.get("peak_rss_kb"), r["epochs"][-1]
         print(f"| {r['seed']} | {last['epoch']} | {' | '.join(f'{acc[p]:.2f}' if p in acc else '–' for p in PROTOCOLS)} | "
-              f"{100 * max(vals, default=float('nan')):.2f} | {last['wall_s'] / 60:.1f} | "
+              f"{f'{100 * max(vals):.2f}' if vals else '–'} | {last['wall_s'] / 60:.1f} | "
               f"{minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached'} | {r.get('wall_clock')} | "
               f"{'' if rss is None else f'{rss / 1e6:.2f} GB'} |")
     for p in PROTOCOLS:

@@ -16,6 +16,7 @@ import yaml
 from vggnet.errors import ConfigError, TrainingError
 from vggnet.weights.native import load_weights, read_metadata
 from vggnet import config
+from vggnet.train import checkpoint
 from vggnet.train.trainer import fit
 
 
@@ -195,6 +196,29 @@ def test_cli_train_prints_accuracy_and_run_dir(tmp_path, tiny_sets):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "test accuracy" in out and f"run directory: {tmp_path / 'r'}" in out
+
+
+def test_no_validation_trains_on_every_image_and_keeps_the_last_weights(tmp_path, tiny_sets):
+    out = tmp_path / "r"
+    proc = _cli(["train", *[a for s in (*tiny_sets, "data.val_fraction=0") for a in ("--set", s)], "--out", str(out)])
+    text, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, text
+    assert "no validation images (data.val_fraction=0)" in text and "best validation" not in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 2 and all("val" not in ln and "train loss" in ln for ln in lines), lines
+    rows = epochs(out / "metrics.jsonl")
+    assert rows[-1]["step"] == 2 * (320 // 32) and all(r["val_top1"] is None for r in rows)  # all 320 images
+    last = checkpoint.load(out / "checkpoints/last.pt")["model"]
+    saved = load_weights(out / "model.safetensors").state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in last.items())  # the test set scores the last epoch's weights
+    assert "best val" not in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize("sets", [("train.schedule=plateau",), ("train.early_stop_patience=2",)])
+def test_no_validation_refuses_what_follows_validation(tmp_path, tiny_cfg, sets):
+    with pytest.raises(ConfigError, match=r"data.val_fraction=0 leaves no validation images.*val_fraction above 0"):
+        fit(tiny_cfg("data.val_fraction=0", *sets), tmp_path / "run")
+    assert not (tmp_path / "run/metrics.jsonl").exists()
 
 
 def test_cli_unknown_key_is_one_line_exit_2(tmp_path):

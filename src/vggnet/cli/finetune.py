@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if result.test:
         rows = result.test["protocols"]
         print("test accuracy: " + ", ".join(f"{n} {100 * (1 - r['top1_error']):.2f}%" for n, r in rows.items()))
-    print(f"best validation accuracy: {100 * result.best_val_top1:.2f}%")
+    if result.best_val_top1 is not None:
+        print(f"best validation accuracy: {100 * result.best_val_top1:.2f}%")
     print(f"run directory: {result.out_dir}")
     return 0

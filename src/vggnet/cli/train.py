@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"skipped {describe_skipped(result.skipped)}; all listed in {result.out_dir / 'run.json'}")
     what = "1 - localisation error" if result.test.get("task") == "localisation" else "accuracy"
-    print(f"best validation {what}: {100 * result.best_val_top1:.2f}%")
+    if result.best_val_top1 is None:
+        print("no validation images (data.val_fraction=0): tested with the last epoch's weights")
+    else:
+        print(f"best validation {what}: {100 * result.best_val_top1:.2f}%")
     print(f"run directory: {result.out_dir}")
     return 0

@@ -2,7 +2,7 @@
 seed notes' variants, resumable bit-exactly, with bf16/channels_last speed and DDP.
 
 `fit(cfg, out_dir)` writes a run directory (ARCHITECTURE.md): config.yaml, metrics.jsonl,
-TensorBoard events, checkpoints/last.pt, model.safetensors (best validation accuracy),
+TensorBoard events, checkpoints/last.pt, model.safetensors (best validation accuracy; the last epoch's without validation),
 eval.json and report.html.
 """
 
@@ -37,7 +37,7 @@ MAX_ROLLBACKS = 3
 @dataclass
 class RunResult:
     out_dir: Path
-    best_val_top1: float
+    best_val_top1: float | None  # None: trained without validation (data.val_fraction=0)
     test: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
@@ -89,8 +89,14 @@ class Trainer(Resumable):
         common = dict(stats=self.stats, channels=self.channels, device=self.device, seed=cfg.seed,
                       rank=self.ctx.rank, world_size=self.ctx.world_size)
         self.train_loader = loaders.make_loader(self.ds, "train", cfg.data, train=True, batch_size=per_rank, **common)
-        self.val_loader = loaders.make_loader(self.ds, "val", cfg.data, train=False, batch_size=cfg.eval.batch_size,
-                                              **common)
+        self.val_loader = None  # none with data.val_fraction=0 and no val split: train on every image
+        if len(self.ds.val) or cfg.data.val_fraction > 0:
+            self.val_loader = loaders.make_loader(self.ds, "val", cfg.data, train=False,
+                                                  batch_size=cfg.eval.batch_size, **common)
+        elif t.schedule == "plateau" or t.early_stop_patience is not None:
+            key = "train.schedule=plateau" if t.schedule == "plateau" else "train.early_stop_patience"
+            raise ConfigError(f"{key} follows validation accuracy, and data.val_fraction=0 leaves no validation "
+                              f"images; set data.val_fraction above 0 or use another schedule")
         self.steps_per_epoch = len(self.train_loader)
         self.total_steps = t.epochs * self.steps_per_epoch
         if t.max_steps is not None:
@@ -312,9 +318,9 @@ class Trainer(Resumable):
     def _print_epoch(self, record: dict[str, Any]) -> None:
         """One line per epoch that stays on screen: written above the progress bar (tqdm.write),
         plain print in log files."""
+        val = "" if record["val_top1"] is None else f"val top-1 error {100 * (1 - record['val_top1']):.2f}%  "
         line = (f"epoch {record['epoch']}/{self.cfg.train.epochs}  train loss {record['train_loss']:.4f}  "
-                f"val top-1 error {100 * (1 - record['val_top1']):.2f}%  lr {record['lr']:.3g}  "
-                f"{record['wall_s'] / 60:.1f} min")
+                f"{val}lr {record['lr']:.3g}  {record['wall_s'] / 60:.1f} min")
         if self.cfg.train.progress:
             from tqdm import tqdm
 
@@ -351,7 +357,9 @@ class Trainer(Resumable):
     def end_epoch(self, epoch_start_wall: float) -> bool:
         """Validate, log, save; True when training should stop (early stopping)."""
         loss_sum, correct, n = distributed.all_sum(self.acc.tolist(), self.ctx)
-        val_loss, val_top1, preds, labels = self.validate()
+        val_loss = val_top1 = None
+        if self.val_loader is not None:
+            val_loss, val_top1, preds, labels = self.validate()
         epoch_wall = self.wall - epoch_start_wall
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": loss_sum / max(n, 1),
                   "train_top1": correct / max(n, 1), "val_loss": val_loss, "val_top1": val_top1,
@@ -362,22 +370,22 @@ class Trainer(Resumable):
         self._log(record)
         if self.ctx.is_main:
             self._print_epoch(record)
-        if self.monitor is not None:
+        if self.monitor is not None and val_top1 is not None:
             history = [m["train_loss"] for m in self.metrics if isinstance(m.get("train_loss"), (int, float))]
             self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
         for callback in self.callbacks:
             callback(self, record)
-        if val_top1 > self.best_val:
-            self.best_val = val_top1
+        if val_top1 is None or val_top1 > self.best_val:  # without validation: the latest weights
+            self.best_val = self.best_val if val_top1 is None else val_top1
             if self.ctx.is_main:
                 save_weights(self.model, self.out / "model.safetensors", classes=self.ds.classes,
                              preprocessing=preprocessing(self.cfg, self.stats, self.channels))
-        if self.cfg.train.schedule == "plateau" and self.plateau.update(val_top1, self.cfg.train):
+        if val_top1 is not None and self.cfg.train.schedule == "plateau" and self.plateau.update(val_top1, self.cfg.train):
             self._event({"event": "lr_decrease", "message": f"validation accuracy stopped improving; learning rate "
                          f"divided by 10 ({self.plateau.decreases} of {self.cfg.train.plateau_max_decreases})"})
         stop = False
         patience = self.cfg.train.early_stop_patience
-        if patience is not None:
+        if patience is not None and val_top1 is not None:
             self.early.observe(val_top1)  # epochs without improvement; the LR rule does not reset them
             stop = self.early.bad_epochs >= patience
             if stop:
@@ -444,7 +452,8 @@ class Trainer(Resumable):
         return out
 
     def finish(self) -> RunResult:
-        result = RunResult(self.out, self.best_val, metrics=self.metrics, stopped_early=self.stopped_early)
+        best = None if self.val_loader is None else self.best_val
+        result = RunResult(self.out, best, metrics=self.metrics, stopped_early=self.stopped_early)
         if self.ctx.is_main and (self.out / "model.safetensors").is_file():
             best = load_weights(self.out / "model.safetensors").to(self.device)
             from vggnet.eval.protocols import evaluate, write_eval
@@ -514,6 +523,6 @@ def finished_result(out: Path) -> RunResult:
     from vggnet.report.rundir import read_json, read_metrics
 
     epochs, _ = read_metrics(out)
-    best = max((e["val_top1"] for e in epochs if e.get("val_top1") is not None), default=-1.0)
+    best = max((e["val_top1"] for e in epochs if e.get("val_top1") is not None), default=None)
     print(f"{out} is a finished run; nothing to train (vggnet eval {out} evaluates it further)", flush=True)
     return RunResult(out, best, test=read_json(out / "eval.json"), metrics=epochs)
