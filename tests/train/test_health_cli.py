@@ -28,7 +28,7 @@ def test_cli_json_and_exit_code(capsys):
     base = ["--set", "data.name=synthetic", "--set", "model.width=0.25", "--batch-size", "16"]
     assert _run(base + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["verdict"] == "healthy" and out["model"]["name"] == "A"
+    assert out["verdict"] == "healthy" and out["model"]["name"] == config.RunConfig().model.name  # the default net
     bad = base + ["--set", "model.name=E", "--set", "model.batch_norm=false", "--set", "model.init=std0.01"]
     assert _run(bad) == 1  # "will not train" is a failing exit status for scripts
     text = capsys.readouterr().out
