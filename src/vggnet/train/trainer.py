@@ -358,6 +358,7 @@ class Trainer(Resumable):
         """Validate, log, save; True when training should stop (early stopping)."""
         loss_sum, correct, n = distributed.all_sum(self.acc.tolist(), self.ctx)
         val_loss = val_top1 = None
+        preds = labels = torch.empty(0, dtype=torch.long)  # no validation: the monitor checks the loss alone
         if self.val_loader is not None:
             val_loss, val_top1, preds, labels = self.validate()
         epoch_wall = self.wall - epoch_start_wall
@@ -370,7 +371,7 @@ class Trainer(Resumable):
         self._log(record)
         if self.ctx.is_main:
             self._print_epoch(record)
-        if self.monitor is not None and val_top1 is not None:
+        if self.monitor is not None:
             history = [m["train_loss"] for m in self.metrics if isinstance(m.get("train_loss"), (int, float))]
             self.monitor.on_validation(self.epoch + 1, self.step, preds, labels, history)
         for callback in self.callbacks:
