@@ -2,8 +2,8 @@
 seed notes' variants, resumable bit-exactly, with bf16/channels_last speed and DDP.
 
 `fit(cfg, out_dir)` writes a run directory (ARCHITECTURE.md): config.yaml, metrics.jsonl,
-TensorBoard events, checkpoints/last.pt, model.safetensors (best validation accuracy; the last epoch's without validation),
-eval.json and report.html.
+TensorBoard events, checkpoints/last.pt, model.safetensors (best validation accuracy; without
+validation, the last epoch's), eval.json and report.html.
 """
 
 from __future__ import annotations
@@ -377,11 +377,13 @@ class Trainer(Resumable):
         for callback in self.callbacks:
             callback(self, record)
         if val_top1 is None or val_top1 > self.best_val:  # without validation: the latest weights
-            self.best_val = self.best_val if val_top1 is None else val_top1
+            if val_top1 is not None:
+                self.best_val = val_top1
             if self.ctx.is_main:
                 save_weights(self.model, self.out / "model.safetensors", classes=self.ds.classes,
                              preprocessing=preprocessing(self.cfg, self.stats, self.channels))
-        if val_top1 is not None and self.cfg.train.schedule == "plateau" and self.plateau.update(val_top1, self.cfg.train):
+        plateau = self.cfg.train.schedule == "plateau" and val_top1 is not None
+        if plateau and self.plateau.update(val_top1, self.cfg.train):
             self._event({"event": "lr_decrease", "message": f"validation accuracy stopped improving; learning rate "
                          f"divided by 10 ({self.plateau.decreases} of {self.cfg.train.plateau_max_decreases})"})
         stop = False
@@ -453,8 +455,8 @@ class Trainer(Resumable):
         return out
 
     def finish(self) -> RunResult:
-        best = None if self.val_loader is None else self.best_val
-        result = RunResult(self.out, best, metrics=self.metrics, stopped_early=self.stopped_early)
+        best_val = None if self.val_loader is None else self.best_val
+        result = RunResult(self.out, best_val, metrics=self.metrics, stopped_early=self.stopped_early)
         if self.ctx.is_main and (self.out / "model.safetensors").is_file():
             best = load_weights(self.out / "model.safetensors").to(self.device)
             from vggnet.eval.protocols import evaluate, write_eval
