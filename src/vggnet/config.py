@@ -42,7 +42,7 @@ NORMALIZE = {
 
 @dataclass
 class ModelConfig:
-    name: str = "B"  # Table 1 letter or alias (vgg11, vgg16_bn, ...); B: 94% on Fashion-MNIST in 4.3 CPU-minutes
+    name: str = "B"  # Table 1 letter or alias (vgg11, vgg16_bn, ...); B: 94% on Fashion-MNIST in 4.5 CPU-minutes
     batch_norm: bool = True  # seed 001: BN is what makes deep VGGs train reliably
     head: str = "gap"  # "fc" (paper), "conv" (dense evaluation), "gap" (small images)
     init: str = "kaiming"  # "std0.1" (paper, literal) | "std0.01" (paper, as it trains) | "glorot" | "kaiming"
