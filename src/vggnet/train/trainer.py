@@ -337,7 +337,11 @@ class Trainer(Resumable):
                     f"{self.cfg.train.epochs}", unit="batch", leave=False, dynamic_ncols=True)
 
     @torch.inference_mode()
-    def validate(self) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    def validate(self) -> tuple[float | None, float | None, torch.Tensor, torch.Tensor]:
+        """Loss, top-1, predictions and labels on val; without validation Nones and empty tensors
+        (the health monitor then checks the training loss alone)."""
+        if self.val_loader is None:
+            return None, None, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
         self.net.eval()
         loss_sum, correct, n, preds, labels = 0.0, 0.0, 0.0, [], []
         for x, y in self.val_loader.epoch(0):
@@ -357,10 +361,7 @@ class Trainer(Resumable):
     def end_epoch(self, epoch_start_wall: float) -> bool:
         """Validate, log, save; True when training should stop (early stopping)."""
         loss_sum, correct, n = distributed.all_sum(self.acc.tolist(), self.ctx)
-        val_loss = val_top1 = None
-        preds = labels = torch.empty(0, dtype=torch.long)  # no validation: the monitor checks the loss alone
-        if self.val_loader is not None:
-            val_loss, val_top1, preds, labels = self.validate()
+        val_loss, val_top1, preds, labels = self.validate()
         epoch_wall = self.wall - epoch_start_wall
         record = {"epoch": self.epoch + 1, "step": self.step, "train_loss": loss_sum / max(n, 1),
                   "train_top1": correct / max(n, 1), "val_loss": val_loss, "val_top1": val_top1,
@@ -382,13 +383,12 @@ class Trainer(Resumable):
             if self.ctx.is_main:
                 save_weights(self.model, self.out / "model.safetensors", classes=self.ds.classes,
                              preprocessing=preprocessing(self.cfg, self.stats, self.channels))
-        plateau = self.cfg.train.schedule == "plateau" and val_top1 is not None
-        if plateau and self.plateau.update(val_top1, self.cfg.train):
+        if self.cfg.train.schedule == "plateau" and self.plateau.update(val_top1, self.cfg.train):
             self._event({"event": "lr_decrease", "message": f"validation accuracy stopped improving; learning rate "
                          f"divided by 10 ({self.plateau.decreases} of {self.cfg.train.plateau_max_decreases})"})
         stop = False
         patience = self.cfg.train.early_stop_patience
-        if patience is not None and val_top1 is not None:
+        if patience is not None:  # both need validation: __init__ refuses them without
             self.early.observe(val_top1)  # epochs without improvement; the LR rule does not reset them
             stop = self.early.bad_epochs >= patience
             if stop:
