@@ -100,7 +100,7 @@ def summary(results: Path) -> None:
         rss, last = r.get("peak_rss_kb"), r["epochs"][-1]
         print(f"| {r['seed']} | {last['epoch']} | {' | '.join(f'{acc[p]:.2f}' if p in acc else '–' for p in PROTOCOLS)} | "
               f"{f'{100 * max(vals):.2f}' if vals else '–'} | {last['wall_s'] / 60:.1f} | "
-              f"{minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached'} | {r.get('wall_clock')} | "
+              f"{(minutes_to(r['epochs'], 'val_top1', TARGET) or 'not reached') if vals else '–'} | {r.get('wall_clock')} | "
               f"{'' if rss is None else f'{rss / 1e6:.2f} GB'} |")
     for p in PROTOCOLS:
         xs = [acc[p] for acc in accs if p in acc]
@@ -120,6 +120,7 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
+    args.runs.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         run = args.runs / f"record-s{seed}"
         export(seed, run, train(seed, run, args.overrides), args.results)
