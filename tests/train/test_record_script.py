@@ -67,3 +67,11 @@ def test_an_unfinished_run_is_refused_rather_than_resumed_with_a_wrong_time(tmp_
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "wall_s": 60.0}) + "\n")
     with pytest.raises(SystemExit, match="unfinished run"):
         record.train(0, run, [])
+
+
+def test_a_run_without_validation_shows_no_validation_figures(tmp_path, capsys):
+    run = _finished_run(tmp_path / "runs", 0, 0.048)  # data.val_fraction=0: the epochs carry no val_top1
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_top1": 0.96, "wall_s": 90.0}) + "\n")
+    record.export(0, run, record.train(0, run, []), tmp_path)
+    record.summary(tmp_path)
+    assert "| 0 | 1 | 95.20 | 95.00 | – | – | 1.5 | – | 44:02.37 | 1.42 GB |" in capsys.readouterr().out
